@@ -1,0 +1,170 @@
+//! The push path: tenant → body → decode → validate → append → answer.
+
+use crate::error::{DistributorError, Result};
+use crate::metrics::{CodeLabel, Metrics};
+use crate::remote_write;
+use crate::validation::validate_series;
+use crate::Distributor;
+use aion_model::sample::Sample;
+use aion_model::storage::{AppendOutcome, RejectReason, SeriesSamples, WriteBatch};
+use aion_model::TenantId;
+use aion_proto::prometheus::WriteRequest;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+/// Header carrying the tenant id.
+pub const TENANT_HEADER: &str = "X-Scope-OrgID";
+
+/// Axum handler for both remote-write paths.
+pub(crate) async fn handle(
+    State(d): State<Arc<Distributor>>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Response {
+    let resp = match d.push_http(&headers, body).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::warn!(error = %e, "remote-write request failed");
+            } else {
+                tracing::debug!(error = %e, "remote-write request rejected");
+            }
+            e.into_response()
+        }
+    };
+    d.metrics.requests.get_or_create(&CodeLabel { code: resp.status().as_u16().to_string() }).inc();
+    resp
+}
+
+/// Rejects remote write 2.0 and non-snappy encodings; absent headers are accepted.
+fn check_media_type(headers: &HeaderMap) -> Result<()> {
+    use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+    if let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        let proto = ct.split(';').skip(1).find_map(|p| p.trim().strip_prefix("proto="));
+        if let Some(p) = proto.filter(|p| *p != "prometheus.WriteRequest") {
+            return Err(DistributorError::UnsupportedMediaType(format!(
+                "content type {ct:?} asks for protobuf message {p:?}; only remote write 1.0 (prometheus.WriteRequest) is supported"
+            )));
+        }
+    }
+    if let Some(enc) = headers.get(CONTENT_ENCODING) {
+        if !enc.as_bytes().eq_ignore_ascii_case(b"snappy") {
+            return Err(DistributorError::UnsupportedMediaType(format!(
+                "content encoding {:?}; remote write bodies must be snappy-compressed",
+                String::from_utf8_lossy(enc.as_bytes())
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Distributor {
+    /// The tenant of a request: `anonymous` when multi-tenancy is off, else
+    /// the validated `X-Scope-OrgID` header.
+    pub fn tenant_from_headers(&self, headers: &HeaderMap) -> Result<TenantId> {
+        if !self.cfg.multitenancy_enabled {
+            return Ok(TenantId::anonymous());
+        }
+        let v = headers.get(TENANT_HEADER).ok_or(DistributorError::MissingTenant)?;
+        let s = v.to_str().map_err(|_| {
+            DistributorError::InvalidTenant(format!("invalid tenant id in {TENANT_HEADER}: not visible ASCII"))
+        })?;
+        TenantId::new(s).map_err(|e| DistributorError::InvalidTenant(e.to_string()))
+    }
+
+    async fn push_http(&self, headers: &HeaderMap, body: std::result::Result<Bytes, BytesRejection>) -> Result<()> {
+        let tenant = self.tenant_from_headers(headers)?;
+        check_media_type(headers)?;
+        let body = body.map_err(|r| self.body_error(headers, r))?;
+        Metrics::add_tenant(&self.metrics.received_bytes, tenant.as_str(), body.len() as u64);
+        let req = remote_write::decode(&body, self.cfg.max_decompressed_body_size)?;
+        self.push(tenant, req).await
+    }
+
+    fn body_error(&self, headers: &HeaderMap, r: BytesRejection) -> DistributorError {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            let declared = headers
+                .get(axum::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let limit = self.cfg.max_request_body_size as u64;
+            return DistributorError::BodyTooLarge {
+                what: "compressed body",
+                size: declared.filter(|n| *n > limit),
+                limit,
+            };
+        }
+        DistributorError::BodyRead(r.body_text())
+    }
+
+    /// Validates and appends a decoded request for `tenant`. Valid series are
+    /// stored even when others are invalid; the error then names the first
+    /// invalid series (or, failing that, the first sample the store rejected).
+    pub async fn push(&self, tenant: TenantId, req: WriteRequest) -> Result<()> {
+        let t = tenant.as_str().to_string();
+        let samples_in: usize = req.timeseries.iter().map(|s| s.samples.len()).sum();
+        Metrics::add_tenant(&self.metrics.received_samples, &t, samples_in as u64);
+        Metrics::add_tenant(&self.metrics.received_metadata, &t, req.metadata.len() as u64);
+        let mut batch = WriteBatch { tenant, series: Vec::with_capacity(req.timeseries.len()) };
+        let mut first_invalid = None;
+        for ts in req.timeseries {
+            match validate_series(ts.labels, &self.cfg.limits) {
+                Ok(labels) if ts.samples.is_empty() => drop(labels),
+                Ok(labels) => {
+                    let samples = ts.samples.iter().map(|s| Sample::new(s.timestamp, s.value)).collect();
+                    batch.series.push(SeriesSamples { labels, samples });
+                }
+                Err(e) => {
+                    if let DistributorError::InvalidSeries { reason, .. } = &e {
+                        Metrics::add_discard(&self.metrics.discarded_series, &t, reason, 1);
+                        Metrics::add_discard(&self.metrics.discarded_samples, &t, reason, ts.samples.len() as u64);
+                    }
+                    first_invalid.get_or_insert(e);
+                }
+            }
+        }
+        let rejected = if batch.series.is_empty() { None } else { self.append(batch).await? };
+        match (first_invalid, rejected) {
+            (Some(e), _) | (None, Some(e)) => Err(e),
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// Appends on the blocking pool; returns the error describing rejected samples, if any.
+    async fn append(&self, batch: WriteBatch) -> Result<Option<DistributorError>> {
+        let tenant = batch.tenant.as_str().to_string();
+        let appender = Arc::clone(&self.appender);
+        let outcome = tokio::task::spawn_blocking(move || appender.append(batch))
+            .await
+            .map_err(|e| DistributorError::Internal(format!("append task failed: {e}")))??;
+        Ok(self.rejections(&tenant, outcome))
+    }
+
+    /// Counts rejected samples by reason and describes the first one.
+    fn rejections(&self, tenant: &str, outcome: AppendOutcome) -> Option<DistributorError> {
+        for reason in [RejectReason::OutOfOrder, RejectReason::DuplicateTimestamp] {
+            let n = outcome.rejected.iter().filter(|r| r.reason == reason).count();
+            Metrics::add_discard(&self.metrics.discarded_samples, tenant, reason.as_str(), n as u64);
+        }
+        let first = outcome.rejected.first()?;
+        let mut message = match first.reason {
+            RejectReason::OutOfOrder => format!(
+                "out of order sample: timestamp {} is older than the newest sample stored for series '{}'",
+                first.t, first.labels
+            ),
+            RejectReason::DuplicateTimestamp => format!(
+                "duplicate sample for timestamp {} with a different value than the one stored for series '{}'",
+                first.t, first.labels
+            ),
+        };
+        let more = outcome.rejected.len() - 1;
+        if more > 0 {
+            message.push_str(&format!(" (and {more} more rejected samples in this request)"));
+        }
+        Some(DistributorError::SamplesRejected { count: outcome.rejected.len(), message })
+    }
+}

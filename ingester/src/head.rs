@@ -1,0 +1,229 @@
+//! The in-memory head: every series (interned labels + head state), the
+//! per-tenant inverted index, and the deterministic apply of a write batch.
+//! Pure memory: what apply must persist is returned as [`ApplyWrites`].
+
+mod state;
+
+pub(crate) use state::{ClosedChunk, HeadState, Verdict};
+
+use crate::postings::TenantIndex;
+use crate::series::{same_labels, InternedLabels, Interner};
+use aion_model::hash::labels_hash;
+use aion_model::labels::Labels;
+use aion_model::storage::{AppendOutcome, SampleRejection, WriteBatch};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One series in memory.
+pub(crate) struct MemSeries {
+    /// Owner tenant.
+    pub tenant: Arc<str>,
+    /// Sorted, interned labels.
+    pub labels: InternedLabels,
+    /// Open chunk and last sample.
+    pub state: HeadState,
+}
+
+/// What applying a batch must persist besides the WAL record.
+#[derive(Default)]
+pub(crate) struct ApplyWrites {
+    /// Series created by the batch (their series CF and postings entries).
+    pub new_series: Vec<u64>,
+    /// Chunks cut by the batch.
+    pub closed: Vec<ClosedChunk>,
+}
+
+/// The head of one TSDB.
+pub(crate) struct Head {
+    /// Every series by ref.
+    pub series: HashMap<u64, MemSeries>,
+    /// Index per tenant.
+    pub tenants: HashMap<Arc<str>, TenantIndex>,
+    interner: Interner,
+    /// Next series ref to assign (refs start at 1).
+    pub next_ref: u64,
+    /// WAL sequence number of the last applied batch.
+    pub applied_seq: u64,
+    /// Newest timestamp stored in any series (retention is measured back from it).
+    pub max_t: Option<i64>,
+    /// Series with a non-empty open chunk.
+    pub head_chunks: usize,
+    max_per_chunk: usize,
+}
+
+impl Head {
+    /// An empty head cutting chunks at `max_per_chunk` samples.
+    pub(crate) fn new(max_per_chunk: usize) -> Self {
+        Self {
+            series: HashMap::new(),
+            tenants: HashMap::new(),
+            interner: Interner::default(),
+            next_ref: 1,
+            applied_seq: 0,
+            max_t: None,
+            head_chunks: 0,
+            max_per_chunk,
+        }
+    }
+
+    /// Adds a series loaded from the series CF (postings are loaded separately).
+    pub(crate) fn load_series(&mut self, r: u64, tenant: &str, labels: &Labels) {
+        let tenant = self.interner.intern(tenant);
+        let interned = self.interner.intern_labels(labels);
+        self.tenants.entry(tenant.clone()).or_default().add_series(r, labels_hash(labels));
+        self.series.insert(r, MemSeries { tenant, labels: interned, state: HeadState::default() });
+        self.next_ref = self.next_ref.max(r + 1);
+    }
+
+    /// Adds a posting loaded from the postings CF.
+    pub(crate) fn load_posting(&mut self, tenant: &str, name: &str, value: &str, r: u64) {
+        let (t, n, v) = (self.interner.intern(tenant), self.interner.intern(name), self.interner.intern(value));
+        self.tenants.entry(t).or_default().add_posting(n, v, r);
+    }
+
+    /// Installs the head state of series `r` loaded from the head CF.
+    /// Returns false when the series is unknown.
+    pub(crate) fn load_state(&mut self, r: u64, state: HeadState) -> bool {
+        let Some(s) = self.series.get_mut(&r) else { return false };
+        if s.state.chunk_len > 0 {
+            self.head_chunks -= 1;
+        }
+        if state.chunk_len > 0 {
+            self.head_chunks += 1;
+        }
+        if let Some(t) = state.max_t() {
+            self.max_t = Some(self.max_t.map_or(t, |m| m.max(t)));
+        }
+        s.state = state;
+        true
+    }
+
+    /// The ref of `(tenant, labels)`, if the series exists.
+    pub(crate) fn lookup(&self, tenant: &str, labels: &Labels) -> Option<u64> {
+        let idx = self.tenants.get(tenant)?;
+        let refs = idx.by_hash.get(&labels_hash(labels))?;
+        refs.iter().copied().find(|r| self.series.get(r).is_some_and(|s| same_labels(&s.labels, labels)))
+    }
+
+    fn get_or_create(&mut self, tenant: &str, labels: &Labels, writes: &mut ApplyWrites) -> u64 {
+        if let Some(r) = self.lookup(tenant, labels) {
+            return r;
+        }
+        let r = self.next_ref;
+        self.next_ref += 1;
+        let tenant = self.interner.intern(tenant);
+        let interned = self.interner.intern_labels(labels);
+        let idx = self.tenants.entry(tenant.clone()).or_default();
+        idx.add_series(r, labels_hash(labels));
+        idx.add_postings(&interned, r);
+        self.series.insert(r, MemSeries { tenant, labels: interned, state: HeadState::default() });
+        writes.new_series.push(r);
+        r
+    }
+
+    /// Applies `batch` deterministically: creates missing series (refs in
+    /// batch order), appends each sample under the ordering rules, and cuts
+    /// full chunks into `writes`.
+    pub(crate) fn apply(&mut self, batch: &WriteBatch, writes: &mut ApplyWrites) -> AppendOutcome {
+        let mut out = AppendOutcome::default();
+        let tenant = batch.tenant.as_str();
+        for s in &batch.series {
+            if s.samples.is_empty() {
+                continue;
+            }
+            let r = self.get_or_create(tenant, &s.labels, writes);
+            let series = self.series.get_mut(&r).expect("BUG: series just looked up or created");
+            let had_chunk = series.state.chunk_len > 0;
+            for sample in &s.samples {
+                let (verdict, closed) = series.state.append(r, *sample, self.max_per_chunk);
+                writes.closed.extend(closed);
+                match verdict {
+                    Verdict::Appended => {
+                        out.appended += 1;
+                        self.max_t = Some(self.max_t.map_or(sample.t, |m| m.max(sample.t)));
+                    }
+                    Verdict::Duplicate => out.duplicates_ignored += 1,
+                    Verdict::Rejected(reason) => {
+                        out.rejected.push(SampleRejection { labels: s.labels.clone(), t: sample.t, reason })
+                    }
+                }
+            }
+            if !had_chunk && series.state.chunk_len > 0 {
+                self.head_chunks += 1;
+            }
+        }
+        out
+    }
+
+    /// Retention: drops open chunks in blocks before `cut_block`. Returns how many.
+    pub(crate) fn drop_before(&mut self, cut_block: i64) -> usize {
+        let mut dropped = 0;
+        for s in self.series.values_mut() {
+            if s.state.drop_before(cut_block) {
+                dropped += 1;
+            }
+        }
+        self.head_chunks -= dropped;
+        dropped
+    }
+
+    /// Encodes the head record of every series changed since the last call
+    /// and clears their dirty flags.
+    pub(crate) fn take_dirty(&mut self) -> Vec<(u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        for (r, s) in self.series.iter_mut().filter(|(_, s)| s.state.dirty) {
+            let mut buf = Vec::with_capacity(48 + s.state.chunk.bytes().len());
+            s.state.encode(&mut buf);
+            s.state.dirty = false;
+            out.push((*r, buf));
+        }
+        out.sort_unstable_by_key(|(r, _)| *r);
+        out
+    }
+
+    /// Marks `refs` dirty again (after a failed checkpoint write).
+    pub(crate) fn mark_dirty(&mut self, refs: impl Iterator<Item = u64>) {
+        for r in refs {
+            if let Some(s) = self.series.get_mut(&r) {
+                s.state.dirty = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aion_model::sample::Sample;
+    use aion_model::storage::{RejectReason, SeriesSamples};
+    use aion_model::tenant::TenantId;
+
+    fn batch(tenant: &str, name: &str, samples: &[(i64, f64)]) -> WriteBatch {
+        WriteBatch {
+            tenant: TenantId::new(tenant).unwrap(),
+            series: vec![SeriesSamples {
+                labels: Labels::from_pairs([("__name__", name)]),
+                samples: samples.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
+            }],
+        }
+    }
+
+    #[test]
+    fn apply_assigns_refs_per_tenant_and_keeps_valid_samples() {
+        let mut h = Head::new(2);
+        let mut w = ApplyWrites::default();
+        let o = h.apply(&batch("a", "up", &[(1, 1.0), (2, 1.0), (2, 1.0), (2, 3.0), (0, 1.0), (3, 1.0)]), &mut w);
+        assert_eq!((o.appended, o.duplicates_ignored), (3, 1));
+        let reasons: Vec<_> = o.rejected.iter().map(|r| (r.t, r.reason)).collect();
+        assert_eq!(reasons, vec![(2, RejectReason::DuplicateTimestamp), (0, RejectReason::OutOfOrder)]);
+        assert_eq!(w.new_series, vec![1]);
+        assert_eq!(w.closed.len(), 1);
+        h.apply(&batch("b", "up", &[(1, 1.0)]), &mut w);
+        assert_eq!(w.new_series, vec![1, 2]);
+        let l = Labels::from_pairs([("__name__", "up")]);
+        assert_eq!((h.lookup("a", &l), h.lookup("b", &l), h.lookup("c", &l)), (Some(1), Some(2), None));
+        assert_eq!((h.head_chunks, h.max_t), (2, Some(3)));
+        assert_eq!(h.take_dirty().len(), 2);
+        assert!(h.take_dirty().is_empty());
+    }
+}

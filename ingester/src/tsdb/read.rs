@@ -1,0 +1,228 @@
+//! The read path. Under the head's read lock: postings give the matching
+//! series, their open chunks are copied and a RocksDB snapshot is taken (so
+//! head and persisted chunks are one consistent view). Outside the lock:
+//! persisted chunks of the blocks in range are read by seeking
+//! `block | ref` per series, and everything is decoded.
+
+use super::{Inner, Tsdb};
+use crate::error::{IngesterError, Result};
+use crate::head::{Head, MemSeries};
+use crate::keys::{block_start, chunk_prefix, parse_chunk_key, prefix_upper_bound, ts_bytes, BLOCK_MS, CF_CHUNKS, VALUE_VERSION};
+use crate::series::{label_value, to_labels};
+use aion_model::chunk::XorIter;
+use aion_model::labels::Labels;
+use aion_model::matcher::Matcher;
+use aion_model::sample::Sample;
+use aion_model::storage::{Queryable, SelectHints, Series, StorageError};
+use aion_model::tenant::TenantId;
+use rocksdb::{ReadOptions, SnapshotWithThreadMode, DB};
+use std::collections::{BTreeSet, HashMap};
+
+/// A matching series with what is needed to read its samples.
+struct Candidate {
+    r: u64,
+    labels: Labels,
+    min_t: i64,
+    max_t: i64,
+    /// Open chunk (mint, bytes) when it overlaps the range.
+    head: Option<(i64, Vec<u8>)>,
+}
+
+/// A persisted chunk read from the chunks CF.
+struct StoredChunk {
+    mint: i64,
+    bytes: Vec<u8>,
+}
+
+/// True when the series certainly has a sample in `hints` without decoding:
+/// its newest sample (`max_t`) is in range.
+fn surely_in_range(c: &Candidate, hints: &SelectHints) -> bool {
+    hints.start <= c.max_t && c.max_t <= hints.end
+}
+
+fn candidate(r: u64, s: &MemSeries, hints: &SelectHints) -> Option<Candidate> {
+    let max_t = s.state.max_t()?;
+    let min_t = s.state.min_t;
+    if max_t < hints.start || min_t > hints.end {
+        return None;
+    }
+    let head = (s.state.chunk_len > 0 && s.state.chunk_mint <= hints.end)
+        .then(|| (s.state.chunk_mint, s.state.chunk.bytes().to_vec()));
+    Some(Candidate { r, labels: to_labels(&s.labels), min_t, max_t, head })
+}
+
+fn decode_chunk(bytes: &[u8], what: impl Fn() -> String, hints: &SelectHints, out: &mut Vec<Sample>) -> Result<()> {
+    for s in XorIter::new(bytes) {
+        let s = s.map_err(|e| IngesterError::corrupt(what(), e.to_string()))?;
+        if s.t > hints.end {
+            break;
+        }
+        if s.t >= hints.start && out.last().is_none_or(|l| l.t < s.t) {
+            out.push(s);
+        }
+    }
+    Ok(())
+}
+
+impl Inner {
+    /// Matching series of `tenant` that may have samples in range, sorted by labels.
+    fn candidates(&self, head: &Head, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> Vec<Candidate> {
+        if hints.start > hints.end {
+            return Vec::new();
+        }
+        let Some(idx) = head.tenants.get(tenant.as_str()) else { return Vec::new() };
+        let mut out: Vec<Candidate> = idx
+            .select(matchers, |r, m| head.series.get(&r).is_some_and(|s| m.matches(label_value(&s.labels, &m.name))))
+            .into_iter()
+            .filter_map(|r| head.series.get(&r).and_then(|s| candidate(r, s, hints)))
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+
+    /// Persisted chunks of `refs` (sorted) overlapping `hints`, per series in time order.
+    fn read_chunks(
+        &self,
+        snap: &SnapshotWithThreadMode<'_, DB>,
+        refs: &[u64],
+        lo: i64,
+        hi: i64,
+        hints: &SelectHints,
+    ) -> Result<HashMap<u64, Vec<StoredChunk>>> {
+        let mut out: HashMap<u64, Vec<StoredChunk>> = HashMap::new();
+        if refs.is_empty() || lo > hi {
+            return Ok(out);
+        }
+        let hi_block = block_start(hi);
+        let mut ro = ReadOptions::default();
+        if let Some(ub) = prefix_upper_bound(&ts_bytes(hi_block)) {
+            ro.set_iterate_upper_bound(ub);
+        }
+        let mut it = snap.raw_iterator_cf_opt(self.cf(CF_CHUNKS), ro);
+        let mut block = block_start(lo);
+        loop {
+            // Jump over empty blocks: land on the first key at or after `block`.
+            it.seek(ts_bytes(block));
+            let Some((b, _, _)) = it.key().and_then(parse_chunk_key) else { break };
+            if b > hi_block {
+                break;
+            }
+            block = b;
+            for &r in refs {
+                let prefix = chunk_prefix(block, r);
+                it.seek(prefix);
+                while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                    if !k.starts_with(&prefix) {
+                        break;
+                    }
+                    let Some((_, _, mint)) = parse_chunk_key(k) else { break };
+                    if v.len() < 9 || v[0] != VALUE_VERSION {
+                        return Err(IngesterError::corrupt(
+                            format!("chunk of series {r} at {mint}"),
+                            format!("bad header ({} bytes)", v.len()),
+                        ));
+                    }
+                    let maxt = i64::from_le_bytes(v[1..9].try_into().expect("BUG: slice of 8"));
+                    if maxt >= hints.start && mint <= hints.end {
+                        out.entry(r).or_default().push(StoredChunk { mint, bytes: v[9..].to_vec() });
+                    }
+                    it.next();
+                }
+            }
+            match block.checked_add(BLOCK_MS) {
+                Some(n) if n <= hi_block => block = n,
+                _ => break,
+            }
+        }
+        it.status().map_err(IngesterError::rocks("reading chunks"))?;
+        Ok(out)
+    }
+
+    /// Decoded samples in `hints` for each candidate (in candidate order).
+    fn read_samples(
+        &self,
+        snap: &SnapshotWithThreadMode<'_, DB>,
+        cands: &[Candidate],
+        hints: &SelectHints,
+    ) -> Result<Vec<Vec<Sample>>> {
+        let mut refs: Vec<u64> = cands.iter().map(|c| c.r).collect();
+        refs.sort_unstable();
+        let lo = cands.iter().map(|c| c.min_t).min().unwrap_or(i64::MAX).max(hints.start);
+        let hi = cands.iter().map(|c| c.max_t).max().unwrap_or(i64::MIN).min(hints.end);
+        let mut stored = self.read_chunks(snap, &refs, lo, hi, hints)?;
+        let mut out = Vec::with_capacity(cands.len());
+        for c in cands {
+            let mut samples = Vec::new();
+            let head_mint = c.head.as_ref().map(|(m, _)| *m);
+            for ch in stored.remove(&c.r).unwrap_or_default() {
+                if Some(ch.mint) == head_mint {
+                    continue; // the open chunk supersedes a stale copy
+                }
+                decode_chunk(&ch.bytes, || format!("chunk of series {} at {}", c.r, ch.mint), hints, &mut samples)?;
+            }
+            if let Some((mint, bytes)) = &c.head {
+                decode_chunk(bytes, || format!("open chunk of series {} at {mint}", c.r), hints, &mut samples)?;
+            }
+            out.push(samples);
+        }
+        Ok(out)
+    }
+
+    /// Series matching `matchers` with their samples in `hints`, sorted by labels.
+    pub(crate) fn select(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<Series>> {
+        let head = self.head.read();
+        let cands = self.candidates(&head, tenant, hints, matchers);
+        let snap = self.db.snapshot();
+        drop(head);
+        let samples = self.read_samples(&snap, &cands, hints)?;
+        Ok(cands
+            .into_iter()
+            .zip(samples)
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(c, samples)| Series { labels: c.labels, samples })
+            .collect())
+    }
+
+    /// Labels of matching series with at least one sample in `hints`, sorted;
+    /// decodes only series whose span straddles the range boundaries.
+    pub(crate) fn matching_labels(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<Labels>> {
+        let head = self.head.read();
+        let cands = self.candidates(&head, tenant, hints, matchers);
+        let snap = self.db.snapshot();
+        drop(head);
+        let (sure, unsure): (Vec<Candidate>, Vec<Candidate>) = cands.into_iter().partition(|c| surely_in_range(c, hints));
+        let checked = self.read_samples(&snap, &unsure, hints)?;
+        let mut out: Vec<Labels> = sure.into_iter().map(|c| c.labels).collect();
+        out.extend(unsure.into_iter().zip(checked).filter(|(_, s)| !s.is_empty()).map(|(c, _)| c.labels));
+        out.sort();
+        Ok(out)
+    }
+}
+
+impl Queryable for Tsdb {
+    fn select(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> std::result::Result<Vec<Series>, StorageError> {
+        self.inner.select(tenant, hints, matchers).map_err(StorageError::from)
+    }
+
+    fn series(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> std::result::Result<Vec<Labels>, StorageError> {
+        self.inner.matching_labels(tenant, hints, matchers).map_err(StorageError::from)
+    }
+
+    fn label_names(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> std::result::Result<Vec<String>, StorageError> {
+        let labels = self.inner.matching_labels(tenant, hints, matchers)?;
+        let names: BTreeSet<&str> = labels.iter().flat_map(|l| l.iter().map(|p| p.name.as_str())).collect();
+        Ok(names.into_iter().map(str::to_string).collect())
+    }
+
+    fn label_values(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+    ) -> std::result::Result<Vec<String>, StorageError> {
+        let labels = self.inner.matching_labels(tenant, hints, matchers)?;
+        let values: BTreeSet<&str> = labels.iter().filter_map(|l| l.get(name)).collect();
+        Ok(values.into_iter().map(str::to_string).collect())
+    }
+}

@@ -1,0 +1,10 @@
+//! Chunk encodings. One encoding per file: [`xor`] (Gorilla-style float
+//! chunks) over the bit stream of [`bstream`]. Byte layout:
+//! `docs/format/chunk.md`.
+
+pub mod bstream;
+#[doc(hidden)]
+pub mod testdata;
+pub mod xor;
+
+pub use xor::{XorChunk, XorIter};

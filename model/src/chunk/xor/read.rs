@@ -1,0 +1,128 @@
+//! Decoding side of the XOR chunk: a borrowing, allocation-free iterator.
+
+use super::code::{read_dod, read_value, XorState};
+use super::{parse_header, unzigzag};
+use crate::chunk::bstream::BitReader;
+use crate::error::{ModelError, Result};
+use crate::sample::Sample;
+use std::iter::FusedIterator;
+
+/// Iterator over a chunk's samples.
+///
+/// Yields `Err(ModelError::CorruptChunk)` once when the bytes are truncated or
+/// malformed, then ends. It never panics and always terminates: every sample
+/// consumes at least two bits of input and the header bounds the count.
+#[derive(Debug, Clone)]
+pub struct XorIter<'a> {
+    r: BitReader<'a>,
+    total: u32,
+    idx: u32,
+    st: XorState,
+    /// A header error not yet reported.
+    pending: Option<ModelError>,
+    done: bool,
+}
+
+impl<'a> XorIter<'a> {
+    /// Iterates an encoded chunk without copying it. A bad header is reported
+    /// as the first item.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        let (r, total, pending) = match parse_header(bytes) {
+            Ok((count, header_len)) => (BitReader::new(&bytes[header_len..]), count, None),
+            Err(e) => (BitReader::new(&[]), 0, Some(e)),
+        };
+        Self {
+            r,
+            total,
+            idx: 0,
+            st: XorState::default(),
+            pending,
+            done: false,
+        }
+    }
+
+    /// Samples the header says are still to come (an upper bound if the body is corrupt).
+    pub fn remaining(&self) -> usize {
+        if self.done {
+            0
+        } else {
+            (self.total - self.idx) as usize
+        }
+    }
+
+    /// After all samples were read: the decoder state (for appending) and how
+    /// many bits of the last byte are data. Fails on trailing garbage.
+    pub(crate) fn finish_state(&self) -> Result<(XorState, u32)> {
+        if self.idx != self.total || self.done {
+            return Err(ModelError::CorruptChunk(format!(
+                "decoded {} of {} samples",
+                self.idx, self.total
+            )));
+        }
+        let left = self.r.bits_left();
+        if left >= 8 {
+            return Err(ModelError::CorruptChunk(format!(
+                "{} trailing bytes after the last of {} samples",
+                left / 8,
+                self.total
+            )));
+        }
+        let mut rest = self.r.clone();
+        let padding = rest.read_bits(left as u32)?;
+        if padding != 0 {
+            return Err(ModelError::CorruptChunk(format!(
+                "non-zero padding bits {padding:#b} after the last sample"
+            )));
+        }
+        Ok((self.st, 8 - left as u32))
+    }
+
+    fn decode_next(&mut self) -> Result<Sample> {
+        let st = &mut self.st;
+        let r = &mut self.r;
+        match self.idx {
+            0 => {
+                st.t = unzigzag(r.read_uvarint()?);
+                st.v = r.read_bits(64)?;
+                return Ok(Sample::new(st.t, f64::from_bits(st.v)));
+            }
+            1 => st.delta = r.read_uvarint()? as i64,
+            _ => st.delta = st.delta.wrapping_add(read_dod(r)?),
+        }
+        st.t = st.t.wrapping_add(st.delta);
+        read_value(r, st)?;
+        Ok(Sample::new(st.t, f64::from_bits(st.v)))
+    }
+}
+
+impl Iterator for XorIter<'_> {
+    type Item = Result<Sample>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.pending.take() {
+            self.done = true;
+            return Some(Err(e));
+        }
+        if self.done || self.idx >= self.total {
+            return None;
+        }
+        match self.decode_next() {
+            Ok(s) => {
+                self.idx += 1;
+                Some(Ok(s))
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let pending = usize::from(self.pending.is_some());
+        (0, Some(self.remaining().max(pending)))
+    }
+}
+
+impl FusedIterator for XorIter<'_> {}

@@ -1,0 +1,149 @@
+//! The storage traits: what the PromQL engine reads through ([`Queryable`])
+//! and what the write path appends through ([`Appender`]). Implemented by the
+//! in-memory [`crate::memstore::MemStore`], the RocksDB ingester, and (in a
+//! cluster) the querier's gRPC fan-out client.
+
+use crate::labels::Labels;
+use crate::matcher::Matcher;
+use crate::sample::Sample;
+use crate::tenant::TenantId;
+use thiserror::Error;
+
+/// Time range of a selection, in milliseconds, both ends inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelectHints {
+    /// First timestamp wanted.
+    pub start: i64,
+    /// Last timestamp wanted.
+    pub end: i64,
+}
+
+impl SelectHints {
+    /// The whole time axis.
+    pub fn all() -> Self {
+        Self { start: i64::MIN, end: i64::MAX }
+    }
+}
+
+/// A series with its samples in a selected range, in timestamp order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// The series' labels (metric name included).
+    pub labels: Labels,
+    /// Samples within the selected range, strictly increasing timestamps.
+    pub samples: Vec<Sample>,
+}
+
+/// Errors of a storage backend, as the engine and the write path see them.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum StorageError {
+    /// The backend cannot serve now; the caller may retry.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// Persisted data failed to decode.
+    #[error("storage corruption: {0}")]
+    Corruption(String),
+    /// An I/O failure on the backend.
+    #[error("storage I/O error: {0}")]
+    Io(String),
+    /// A selection would return more than a configured limit.
+    #[error("query limit exceeded: {limit} (limit {max}, would be {value})")]
+    LimitExceeded {
+        /// Which limit.
+        limit: &'static str,
+        /// The configured maximum.
+        max: u64,
+        /// What the selection needed.
+        value: u64,
+    },
+}
+
+/// Read access to stored series. Implementations return series sorted by labels.
+pub trait Queryable: Send + Sync {
+    /// Series of `tenant` matching every matcher, with their samples in `hints`.
+    /// Series with no sample in range are omitted.
+    fn select(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<Series>, StorageError>;
+
+    /// Label sets of series matching every matcher that have samples in range.
+    fn series(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<Labels>, StorageError> {
+        Ok(self.select(tenant, hints, matchers)?.into_iter().map(|s| s.labels).collect())
+    }
+
+    /// Sorted distinct label names of matching series (all series when `matchers` is empty).
+    fn label_names(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<String>, StorageError>;
+
+    /// Sorted distinct values of label `name` over matching series.
+    fn label_values(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+    ) -> Result<Vec<String>, StorageError>;
+}
+
+/// Samples for one series in a write batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSamples {
+    /// Validated, sorted labels.
+    pub labels: Labels,
+    /// Samples in the order the sender gave them.
+    pub samples: Vec<Sample>,
+}
+
+/// A batch of writes for one tenant: the unit the write path applies (and,
+/// with replication, the unit of one Raft log entry).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteBatch {
+    /// Owner of every series in the batch.
+    pub tenant: TenantId,
+    /// The series and their samples.
+    pub series: Vec<SeriesSamples>,
+}
+
+/// Why one sample was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Older than the series' newest sample (and outside any out-of-order window).
+    OutOfOrder,
+    /// Same timestamp as a stored sample but a different value.
+    DuplicateTimestamp,
+}
+
+impl RejectReason {
+    /// Stable short name, used in metrics and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::OutOfOrder => "out_of_order",
+            RejectReason::DuplicateTimestamp => "duplicate_sample_for_timestamp",
+        }
+    }
+}
+
+/// One rejected sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleRejection {
+    /// Series it belonged to.
+    pub labels: Labels,
+    /// Its timestamp.
+    pub t: i64,
+    /// Why it was rejected.
+    pub reason: RejectReason,
+}
+
+/// What applying a batch did. Valid samples are stored even when others are rejected.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AppendOutcome {
+    /// Samples newly stored.
+    pub appended: u64,
+    /// Samples that were exact duplicates of stored ones (accepted silently).
+    pub duplicates_ignored: u64,
+    /// Samples not stored, with the reason.
+    pub rejected: Vec<SampleRejection>,
+}
+
+/// Write access: applies a batch durably before returning.
+pub trait Appender: Send + Sync {
+    /// Applies `batch`; returns once the stored samples are durable.
+    fn append(&self, batch: WriteBatch) -> Result<AppendOutcome, StorageError>;
+}

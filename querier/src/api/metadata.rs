@@ -1,0 +1,203 @@
+//! `series`, `labels`, `label/<name>/values` and `status/buildinfo`.
+
+use super::params::{time_param, Params, MAX_TIME_MS, MIN_TIME_MS};
+use super::response::{encode_strings, success, write_labels, ApiError};
+use super::QueryApi;
+use crate::selector::parse_series_selector;
+use aion_model::storage::SelectHints;
+use aion_model::{Labels, Matcher};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+fn hints(p: &Params) -> Result<SelectHints, ApiError> {
+    Ok(SelectHints { start: time_param(p, "start", MIN_TIME_MS)?, end: time_param(p, "end", MAX_TIME_MS)? })
+}
+
+fn matcher_sets(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    let mut out = Vec::new();
+    for m in p.all("match[]") {
+        out.extend(parse_series_selector(m).map_err(ApiError::bad_data)?);
+    }
+    Ok(out)
+}
+
+fn limit(p: &Params) -> Result<usize, ApiError> {
+    match p.get("limit") {
+        None | Some("") => Ok(0),
+        Some(s) => s
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_data(format!("invalid parameter \"limit\": cannot parse \"{s}\": must be a non-negative integer"))),
+    }
+}
+
+fn truncate<T>(mut v: Vec<T>, limit: usize) -> (Vec<T>, Vec<String>) {
+    if limit > 0 && v.len() > limit {
+        v.truncate(limit);
+        return (v, vec!["results truncated due to limit".to_string()]);
+    }
+    (v, Vec::new())
+}
+
+fn storage_err(e: aion_model::storage::StorageError) -> ApiError {
+    ApiError::from(crate::engine::EngineError::from(e))
+}
+
+/// Runs a blocking storage call off the async runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(ApiError::internal(format!("storage call panicked: {e}"))))
+}
+
+fn finish(api: &QueryApi, endpoint: &str, r: Result<(String, Vec<String>), ApiError>) -> Response {
+    match r {
+        Ok((data, warnings)) => {
+            api.count(endpoint, "success");
+            success(&data, &warnings, &[])
+        }
+        Err(e) => {
+            api.count(endpoint, e.error_type);
+            e.into_response()
+        }
+    }
+}
+
+/// `GET|POST /api/v1/series`.
+pub async fn series(State(api): State<Arc<QueryApi>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let r = async {
+        let p = Params::from_request(&method, &uri, &headers, &body);
+        let tenant = api.tenant(&headers)?;
+        let sets = matcher_sets(&p)?;
+        if sets.is_empty() {
+            return Err(ApiError::bad_data("no match[] parameter provided"));
+        }
+        let (h, lim) = (hints(&p)?, limit(&p)?);
+        let api2 = api.clone();
+        let all: BTreeSet<Labels> = blocking(move || {
+            let mut all = BTreeSet::new();
+            for set in &sets {
+                all.extend(api2.storage.series(&tenant, &h, set).map_err(storage_err)?);
+            }
+            Ok(all)
+        })
+        .await?;
+        let (list, warnings) = truncate(all.into_iter().collect::<Vec<_>>(), lim);
+        let mut out = String::from("[");
+        for (i, l) in list.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_labels(&mut out, l);
+        }
+        out.push(']');
+        Ok((out, warnings))
+    }
+    .await;
+    finish(&api, "series", r)
+}
+
+/// `GET|POST /api/v1/labels`.
+pub async fn labels(State(api): State<Arc<QueryApi>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let r = async {
+        let p = Params::from_request(&method, &uri, &headers, &body);
+        let tenant = api.tenant(&headers)?;
+        let mut sets = matcher_sets(&p)?;
+        if sets.is_empty() {
+            sets.push(Vec::new());
+        }
+        let (h, lim) = (hints(&p)?, limit(&p)?);
+        let api2 = api.clone();
+        let names: BTreeSet<String> = blocking(move || {
+            let mut names = BTreeSet::new();
+            for set in &sets {
+                names.extend(api2.storage.label_names(&tenant, &h, set).map_err(storage_err)?);
+            }
+            Ok(names)
+        })
+        .await?;
+        let (list, warnings) = truncate(names.into_iter().collect(), lim);
+        Ok((encode_strings(&list), warnings))
+    }
+    .await;
+    finish(&api, "labels", r)
+}
+
+/// `GET /api/v1/label/<name>/values`.
+pub async fn label_values(
+    State(api): State<Arc<QueryApi>>,
+    Path(name): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let r = async {
+        let p = Params::from_request(&method, &uri, &headers, &[]);
+        let tenant = api.tenant(&headers)?;
+        let name = decode_label_name(&name);
+        let mut sets = matcher_sets(&p)?;
+        if sets.is_empty() {
+            sets.push(Vec::new());
+        }
+        let (h, lim) = (hints(&p)?, limit(&p)?);
+        let api2 = api.clone();
+        let values: BTreeSet<String> = blocking(move || {
+            let mut values = BTreeSet::new();
+            for set in &sets {
+                values.extend(api2.storage.label_values(&tenant, &name, &h, set).map_err(storage_err)?);
+            }
+            Ok(values)
+        })
+        .await?;
+        let (list, warnings) = truncate(values.into_iter().collect(), lim);
+        Ok((encode_strings(&list), warnings))
+    }
+    .await;
+    finish(&api, "label_values", r)
+}
+
+/// Label names in the path may use Prometheus's `U__` escaping for UTF-8 names.
+fn decode_label_name(s: &str) -> String {
+    let Some(rest) = s.strip_prefix("U__") else { return s.to_string() };
+    let mut out = String::new();
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '_' if chars.peek() == Some(&'_') => {
+                chars.next();
+                out.push('_');
+            }
+            '_' => {
+                let hex: String = chars.by_ref().take_while(|c| *c != '_').collect();
+                match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                    Some(ch) => out.push(ch),
+                    None => return s.to_string(),
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `GET /api/v1/status/buildinfo`.
+pub async fn buildinfo() -> Response {
+    let data = format!(
+        "{{\"version\":\"{}\",\"revision\":\"\",\"branch\":\"\",\"buildUser\":\"\",\"buildDate\":\"\",\"goVersion\":\"\",\"application\":\"aion\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    success(&data, &[], &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_utf8_label_names() {
+        assert_eq!(decode_label_name("job"), "job");
+        assert_eq!(decode_label_name("U__a_2e_b"), "a.b");
+        assert_eq!(decode_label_name("U__a__b"), "a_b");
+    }
+}

@@ -1,0 +1,196 @@
+//! The PromQL engine: evaluates parsed queries (parsing by `promql-parser`)
+//! over any [`Queryable`], with Prometheus 3.x semantics. The HTTP API, the
+//! ruler and the conformance runner all use this one engine.
+
+pub mod annotations;
+pub mod error;
+mod eval;
+pub mod functions;
+pub mod plan;
+pub mod value;
+
+pub use error::EngineError;
+pub use value::{QueryResult, Value, VectorSample};
+
+use aion_model::storage::Queryable;
+use aion_model::TenantId;
+use std::time::Duration;
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for a sample (Prometheus default 5m).
+    pub lookback_delta: Duration,
+    /// Wall-clock budget of one query.
+    pub timeout: Duration,
+    /// Most samples one query may hold in memory at once.
+    pub max_samples: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self { lookback_delta: Duration::from_secs(300), timeout: Duration::from_secs(120), max_samples: 50_000_000 }
+    }
+}
+
+/// The PromQL engine. Cheap to clone; holds only settings.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    opts: EngineOptions,
+}
+
+impl Engine {
+    /// An engine with `opts`.
+    pub fn new(opts: EngineOptions) -> Self {
+        Self { opts }
+    }
+
+    /// The engine's settings.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Evaluates `query` at `time_ms` (milliseconds since the epoch) for `tenant`.
+    pub fn instant_query(
+        &self,
+        storage: &dyn Queryable,
+        tenant: &TenantId,
+        query: &str,
+        time_ms: i64,
+    ) -> Result<QueryResult, EngineError> {
+        let expr = plan::parse(query)?;
+        let mut shared = eval::Shared::new(&self.opts);
+        shared.invalid_literals = plan::invalid_utf8_literals(query);
+        let ev = eval::Evaluator {
+            storage,
+            tenant,
+            shared: &shared,
+            query_start: time_ms,
+            query_end: time_ms,
+            query_step: 0,
+            start: time_ms,
+            end: time_ms,
+            interval: 1,
+        };
+        let v = ev.eval(&expr)?;
+        let value = eval::finish_instant(v, time_ms)?;
+        Ok(Self::result(value, shared))
+    }
+
+    /// Evaluates `query` at every step from `start_ms` to `end_ms` inclusive;
+    /// the result is always a [`Value::Matrix`].
+    pub fn range_query(
+        &self,
+        storage: &dyn Queryable,
+        tenant: &TenantId,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<QueryResult, EngineError> {
+        if step_ms <= 0 {
+            return Err(EngineError::Parse(format!("zero or negative query resolution step widths are not accepted, got {step_ms}ms")));
+        }
+        if end_ms < start_ms {
+            return Err(EngineError::Parse("end timestamp must not be before start time".into()));
+        }
+        let expr = plan::parse(query)?;
+        plan::check_range_query(&expr)?;
+        let mut shared = eval::Shared::new(&self.opts);
+        shared.invalid_literals = plan::invalid_utf8_literals(query);
+        let ev = eval::Evaluator {
+            storage,
+            tenant,
+            shared: &shared,
+            query_start: start_ms,
+            query_end: end_ms,
+            query_step: step_ms,
+            start: start_ms,
+            end: end_ms,
+            interval: step_ms,
+        };
+        let v = ev.eval(&expr)?;
+        let steps: Vec<i64> = (0..ev.steps()).map(|i| ev.ts(i)).collect();
+        let value = eval::finish_range(v, &steps)?;
+        Ok(Self::result(value, shared))
+    }
+
+    fn result(value: Value, shared: eval::Shared) -> QueryResult {
+        let ann = shared.ann.into_inner();
+        QueryResult { value, warnings: ann.warnings, infos: ann.infos, total_samples: shared.samples.get() as u64 }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use aion_model::memstore::MemStore;
+    use aion_model::sample::stale_nan;
+    use aion_model::storage::{Appender, SeriesSamples, WriteBatch};
+    use aion_model::{Labels, Sample};
+
+    fn store() -> MemStore {
+        let s = MemStore::new();
+        let series = |job: &str, vals: &[(i64, f64)]| SeriesSamples {
+            labels: Labels::from_pairs([("__name__", "x_total"), ("job", job)]),
+            samples: vals.iter().map(|(t, v)| Sample::new(*t, *v)).collect(),
+        };
+        let batch = WriteBatch {
+            tenant: TenantId::anonymous(),
+            series: vec![
+                series("a", &[(0, 0.0), (60_000, 60.0), (120_000, 120.0)]),
+                series("b", &[(0, 1.0), (60_000, stale_nan())]),
+            ],
+        };
+        s.append(batch).unwrap();
+        s
+    }
+
+    #[test]
+    fn instant_selector_honours_staleness_and_lookback() {
+        let s = store();
+        let e = Engine::default();
+        let t = TenantId::anonymous();
+        let r = e.instant_query(&s, &t, "x_total", 30_000).unwrap();
+        let Value::Vector(v) = r.value else { panic!("not a vector") };
+        assert_eq!(v.len(), 2);
+        let r = e.instant_query(&s, &t, "x_total", 90_000).unwrap();
+        let Value::Vector(v) = r.value else { panic!("not a vector") };
+        assert_eq!(v.len(), 1, "b is stale after its marker");
+        assert_eq!(v[0].v, 60.0);
+        let r = e.instant_query(&s, &t, "x_total", 420_001).unwrap();
+        assert_eq!(r.value, Value::Vector(vec![]), "beyond the 5m lookback");
+    }
+
+    #[test]
+    fn range_query_drops_names_and_sorts() {
+        let s = store();
+        let e = Engine::default();
+        let t = TenantId::anonymous();
+        let r = e.range_query(&s, &t, "sum by (job) (rate(x_total[2m]))", 60_000, 120_000, 60_000).unwrap();
+        let Value::Matrix(m) = r.value else { panic!("not a matrix") };
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].labels, Labels::from_pairs([("job", "a")]));
+        assert_eq!(m[0].samples.len(), 2);
+        assert!((m[0].samples[1].v - 1.0).abs() < 1e-9);
+        let r = e.range_query(&s, &t, "x_total * 2", 0, 60_000, 60_000).unwrap();
+        let Value::Matrix(m) = r.value else { panic!("not a matrix") };
+        assert!(m.iter().all(|s| s.labels.metric_name().is_none()));
+        assert!(m.windows(2).all(|w| w[0].labels < w[1].labels));
+    }
+
+    #[test]
+    fn errors_have_prometheus_types() {
+        let s = store();
+        let t = TenantId::anonymous();
+        let e = Engine::default();
+        assert_eq!(e.instant_query(&s, &t, "sum(", 0).unwrap_err().error_type(), "bad_data");
+        assert_eq!(e.range_query(&s, &t, "x_total[1m]", 0, 60_000, 1000).unwrap_err().error_type(), "bad_data");
+        let small = Engine::new(EngineOptions { max_samples: 2, ..EngineOptions::default() });
+        let err = small.instant_query(&s, &t, "x_total", 120_000).unwrap_err();
+        assert!(matches!(err, EngineError::TooManySamples(_)), "{err}");
+        let err = e.instant_query(&s, &t, "x_total + on() x_total", 30_000).unwrap_err();
+        assert!(err.to_string().contains("many-to-many matching not allowed"), "{err}");
+    }
+}

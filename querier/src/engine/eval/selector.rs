@@ -1,0 +1,194 @@
+//! Vector and matrix selectors: one storage fetch per selector for the whole
+//! query range, then per-step lookups over the fetched samples.
+
+use super::{Evaluator, Ser, Val};
+use crate::engine::EngineError;
+use aion_model::sample::is_stale_nan;
+use aion_model::storage::{SelectHints, Series};
+use aion_model::{MatchOp, Matcher, Sample};
+use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher};
+use promql_parser::parser::{Expr, VectorSelector};
+use std::collections::BTreeMap;
+
+/// Series of a range input with the window geometry for every step.
+pub(crate) struct RangeInput {
+    /// Series with their samples (stale markers removed), sorted by time.
+    pub series: Vec<Ser>,
+    /// Window length, ms.
+    pub range: i64,
+    /// Offset, ms.
+    pub offset: i64,
+    /// `@` time, ms.
+    pub at: Option<i64>,
+}
+
+impl RangeInput {
+    /// Window end for evaluation step time `t`.
+    pub fn window_end(&self, t: i64) -> i64 {
+        self.at.unwrap_or(t) - self.offset
+    }
+
+    /// The samples of `s` in the left-open window ending at `end`.
+    pub fn window<'s>(&self, s: &'s [Sample], end: i64) -> &'s [Sample] {
+        let lo = s.partition_point(|p| p.t <= end - self.range);
+        let hi = s.partition_point(|p| p.t <= end);
+        &s[lo..hi.max(lo)]
+    }
+}
+
+fn convert_matcher(m: &PMatcher) -> Result<Matcher, EngineError> {
+    let op = match m.op {
+        PMatchOp::Equal => MatchOp::Equal,
+        PMatchOp::NotEqual => MatchOp::NotEqual,
+        PMatchOp::Re(_) => MatchOp::Regex,
+        PMatchOp::NotRe(_) => MatchOp::NotRegex,
+    };
+    Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| EngineError::Parse(e.to_string()))
+}
+
+/// The matcher sets of a selector (several when it uses `or`).
+fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, EngineError> {
+    let base: Vec<Matcher> = match &vs.name {
+        Some(n) if !vs.matchers.matchers.iter().any(|m| m.name == "__name__") => vec![Matcher::equal("__name__", n)],
+        _ => Vec::new(),
+    };
+    let conv = |ms: &[PMatcher]| -> Result<Vec<Matcher>, EngineError> {
+        let mut out = base.clone();
+        for m in ms {
+            out.push(convert_matcher(m)?);
+        }
+        Ok(out)
+    };
+    if vs.matchers.or_matchers.is_empty() {
+        Ok(vec![conv(&vs.matchers.matchers)?])
+    } else {
+        vs.matchers.or_matchers.iter().map(|g| conv(g)).collect()
+    }
+}
+
+impl Evaluator<'_> {
+    /// Fetches the series of `vs` with samples in `lo..=hi`.
+    pub(crate) fn fetch(&self, vs: &VectorSelector, lo: i64, hi: i64) -> Result<Vec<Series>, EngineError> {
+        self.check_deadline()?;
+        let hints = SelectHints { start: lo, end: hi };
+        let sets = matcher_sets(vs)?;
+        let mut out: Vec<Series> = Vec::new();
+        if sets.len() == 1 {
+            out = self.storage.select(self.tenant, &hints, &sets[0])?;
+        } else {
+            let mut merged: BTreeMap<aion_model::Labels, Vec<Sample>> = BTreeMap::new();
+            for set in &sets {
+                for s in self.storage.select(self.tenant, &hints, set)? {
+                    merged.entry(s.labels).or_insert(s.samples);
+                }
+            }
+            out.extend(merged.into_iter().map(|(labels, samples)| Series { labels, samples }));
+        }
+        self.add_samples(out.iter().map(|s| s.samples.len()).sum())?;
+        Ok(out)
+    }
+
+    /// Range of reference times (`@`/offset applied) over all steps.
+    fn ref_range(&self, at: Option<i64>, offset: i64) -> (i64, i64) {
+        match at {
+            Some(a) => (a - offset, a - offset),
+            None => (self.start - offset, self.end - offset),
+        }
+    }
+
+    /// An instant vector selector: the newest sample within the lookback window of each step.
+    pub(crate) fn eval_vector_selector(&self, vs: &VectorSelector) -> Result<Val, EngineError> {
+        Ok(Val::Vector(self.select_instant(vs, false)?))
+    }
+
+    /// Like a vector selector, but each value is its sample's timestamp in seconds.
+    pub(crate) fn eval_selector_timestamps(&self, vs: &VectorSelector) -> Result<Vec<Ser>, EngineError> {
+        self.select_instant(vs, true)
+    }
+
+    fn select_instant(&self, vs: &VectorSelector, want_ts: bool) -> Result<Vec<Ser>, EngineError> {
+        let at = self.at_ms(&vs.at);
+        let offset = Self::offset_ms(&vs.offset);
+        let (lo, hi) = self.ref_range(at, offset);
+        let lookback = self.shared.lookback;
+        let fetched = self.fetch(vs, lo - lookback + 1, hi)?;
+        let steps = self.steps();
+        let mut out = Vec::with_capacity(fetched.len());
+        for s in fetched {
+            let mut points = Vec::new();
+            let mut j = 0usize; // first sample with t > ref (when refs increase)
+            for i in 0..steps {
+                let t = self.ts(i);
+                let r = at.unwrap_or(t) - offset;
+                if at.is_some() {
+                    j = s.samples.partition_point(|p| p.t <= r);
+                } else {
+                    while j < s.samples.len() && s.samples[j].t <= r {
+                        j += 1;
+                    }
+                }
+                if j == 0 {
+                    continue;
+                }
+                let p = s.samples[j - 1];
+                if p.t > r - lookback && !is_stale_nan(p.v) {
+                    points.push(Sample::new(t, if want_ts { p.t as f64 / 1000.0 } else { p.v }));
+                }
+            }
+            if !points.is_empty() {
+                out.push(Ser { labels: s.labels, drop_name: false, points });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fetches a matrix selector's data for every step of this evaluator.
+    pub(crate) fn range_input_selector(
+        &self,
+        vs: &VectorSelector,
+        range: i64,
+    ) -> Result<RangeInput, EngineError> {
+        let at = self.at_ms(&vs.at);
+        let offset = Self::offset_ms(&vs.offset);
+        let (lo, hi) = self.ref_range(at, offset);
+        let fetched = self.fetch(vs, lo - range + 1, hi)?;
+        let series = fetched
+            .into_iter()
+            .map(|s| {
+                let points: Vec<Sample> = s.samples.into_iter().filter(|p| !is_stale_nan(p.v)).collect();
+                Ser { labels: s.labels, drop_name: false, points }
+            })
+            .collect();
+        Ok(RangeInput { series, range, offset, at })
+    }
+
+    /// The data of a range argument (matrix selector or subquery), all steps.
+    pub(crate) fn range_input(&self, e: &Expr) -> Result<RangeInput, EngineError> {
+        match e {
+            Expr::MatrixSelector(ms) => self.range_input_selector(&ms.vs, ms.range.as_millis() as i64),
+            Expr::Subquery(sq) => self.range_input_subquery(sq),
+            Expr::Paren(p) => self.range_input(&p.expr),
+            other => Err(EngineError::Execution(format!("expected a range vector, got {other}"))),
+        }
+    }
+
+    /// A range vector as a value: only at a single step (instant queries).
+    pub(crate) fn eval_matrix_at_step(&self, e: &Expr) -> Result<Val, EngineError> {
+        if self.start != self.end {
+            return Err(EngineError::Execution(
+                "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".into(),
+            ));
+        }
+        let input = self.range_input(e)?;
+        let end = input.window_end(self.start);
+        let series = input
+            .series
+            .iter()
+            .filter_map(|s| {
+                let w = input.window(&s.points, end);
+                (!w.is_empty()).then(|| Ser { labels: s.labels.clone(), drop_name: s.drop_name, points: w.to_vec() })
+            })
+            .collect();
+        Ok(Val::Matrix(series))
+    }
+}

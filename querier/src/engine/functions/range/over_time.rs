@@ -1,0 +1,257 @@
+//! The `*_over_time` statistics over the float samples of one window (same
+//! input contract as the parent module). Each returns `None` for an empty
+//! window; timestamps are returned in seconds.
+
+use super::super::aggregate::{kahan_sum, mean, quantile, VarianceAccumulator};
+use aion_model::Sample;
+
+/// `avg_over_time`: overflow-safe compensated mean (see
+/// [`MeanAccumulator`](super::super::aggregate::MeanAccumulator)).
+pub fn avg_over_time(samples: &[Sample]) -> Option<f64> {
+    mean(samples.iter().map(|s| s.v))
+}
+
+/// `sum_over_time`: Kahan–Neumaier compensated sum.
+pub fn sum_over_time(samples: &[Sample]) -> Option<f64> {
+    (!samples.is_empty()).then(|| kahan_sum(samples.iter().map(|s| s.v)))
+}
+
+/// Keeps the first sample for which `replace(candidate, current)` never
+/// held, NaN being replaced by anything.
+fn pick(samples: &[Sample], replace: impl Fn(f64, f64) -> bool) -> Option<Sample> {
+    let (first, rest) = samples.split_first()?;
+    let mut cur = *first;
+    for s in rest {
+        if replace(s.v, cur.v) || cur.v.is_nan() {
+            cur = *s;
+        }
+    }
+    Some(cur)
+}
+
+/// `min_over_time`: the smallest value; NaN only when every value is NaN.
+pub fn min_over_time(samples: &[Sample]) -> Option<f64> {
+    pick(samples, |v, cur| v < cur).map(|s| s.v)
+}
+
+/// `max_over_time`: the largest value; NaN only when every value is NaN.
+pub fn max_over_time(samples: &[Sample]) -> Option<f64> {
+    pick(samples, |v, cur| v > cur).map(|s| s.v)
+}
+
+/// `ts_of_min_over_time`: timestamp (seconds) of the last sample holding the
+/// minimum value.
+pub fn ts_of_min_over_time(samples: &[Sample]) -> Option<f64> {
+    pick(samples, |v, cur| v <= cur).map(|s| seconds(s.t))
+}
+
+/// `ts_of_max_over_time`: timestamp (seconds) of the last sample holding the
+/// maximum value.
+pub fn ts_of_max_over_time(samples: &[Sample]) -> Option<f64> {
+    pick(samples, |v, cur| v >= cur).map(|s| seconds(s.t))
+}
+
+/// `count_over_time`: number of samples.
+pub fn count_over_time(samples: &[Sample]) -> Option<f64> {
+    (!samples.is_empty()).then_some(samples.len() as f64)
+}
+
+/// `present_over_time`: 1 when the window holds any sample (NaN included).
+pub fn present_over_time(samples: &[Sample]) -> Option<f64> {
+    (!samples.is_empty()).then_some(1.0)
+}
+
+/// `last_over_time`: the value of the newest sample.
+pub fn last_over_time(samples: &[Sample]) -> Option<f64> {
+    samples.last().map(|s| s.v)
+}
+
+/// `first_over_time`: the value of the oldest sample.
+pub fn first_over_time(samples: &[Sample]) -> Option<f64> {
+    samples.first().map(|s| s.v)
+}
+
+/// `ts_of_last_over_time`: timestamp (seconds) of the newest sample. When
+/// histogram samples also exist, the caller passes the newer of the two.
+pub fn ts_of_last_over_time(samples: &[Sample]) -> Option<f64> {
+    samples.last().map(|s| seconds(s.t))
+}
+
+/// `ts_of_first_over_time`: timestamp (seconds) of the oldest sample.
+pub fn ts_of_first_over_time(samples: &[Sample]) -> Option<f64> {
+    samples.first().map(|s| seconds(s.t))
+}
+
+/// `stdvar_over_time`: population variance.
+pub fn stdvar_over_time(samples: &[Sample]) -> Option<f64> {
+    variance(samples).stdvar()
+}
+
+/// `stddev_over_time`: population standard deviation.
+pub fn stddev_over_time(samples: &[Sample]) -> Option<f64> {
+    variance(samples).stddev()
+}
+
+fn variance(samples: &[Sample]) -> VarianceAccumulator {
+    let mut acc = VarianceAccumulator::new();
+    samples.iter().for_each(|s| acc.add(s.v));
+    acc
+}
+
+/// `quantile_over_time(q, v[range])`: the φ-quantile with linear
+/// interpolation (NaN values sort lowest); `q` outside `[0, 1]` gives ∓Inf,
+/// NaN `q` gives NaN (the caller warns).
+pub fn quantile_over_time(q: f64, samples: &[Sample]) -> Option<f64> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut values: Vec<f64> = samples.iter().map(|s| s.v).collect();
+    Some(quantile(q, &mut values))
+}
+
+/// `mad_over_time`: median absolute deviation from the median. Any NaN
+/// sample makes the result NaN.
+pub fn mad_over_time(samples: &[Sample]) -> Option<f64> {
+    if samples.is_empty() {
+        return None;
+    }
+    if samples.iter().any(|s| s.v.is_nan()) {
+        return Some(f64::NAN);
+    }
+    let mut values: Vec<f64> = samples.iter().map(|s| s.v).collect();
+    let median = quantile(0.5, &mut values);
+    values.iter_mut().for_each(|v| *v = (*v - median).abs());
+    Some(quantile(0.5, &mut values))
+}
+
+fn seconds(t_ms: i64) -> f64 {
+    t_ms as f64 / 1000.0
+}
+
+#[cfg(test)]
+#[allow(clippy::excessive_precision)] // expected values as the scripts spell them
+mod tests {
+    use super::*;
+
+    fn series(interval_ms: i64, values: &[f64]) -> Vec<Sample> {
+        values.iter().enumerate().map(|(i, v)| Sample::new(i as i64 * interval_ms, *v)).collect()
+    }
+
+    fn window(s: &[Sample], end: i64, range: i64) -> Vec<Sample> {
+        s.iter().filter(|x| x.t > end - range && x.t <= end).copied().collect()
+    }
+
+    const NAN: f64 = f64::NAN;
+    const INF: f64 = f64::INFINITY;
+
+    fn same(a: Option<f64>, b: f64) -> bool {
+        matches!(a, Some(a) if (a.is_nan() && b.is_nan()) || a == b || ((a - b) / b).abs() < 1e-9)
+    }
+
+    #[test]
+    fn avg_over_time_handles_infinities_and_overflow() {
+        let avg = |v: &[f64]| avg_over_time(&window(&series(10_000, v), 55_000, 60_000));
+        assert_eq!(avg_over_time(&window(&series(10_000, &[1.0, 2.0, 3.0, 4.0, 5.0]), 55_000, 10_000)), None);
+        assert!(same(avg(&[1.0, 2.0, 3.0, 4.0, 5.0]), 3.0));
+        assert!(same(avg(&[1.0, 2.0, 3.0, 4.0, INF]), INF));
+        assert!(same(avg(&[1.0, 2.0, 3.0, 4.0, -INF]), -INF));
+        assert!(same(avg(&[1.0, 2.0, 3.0, INF, -INF]), NAN));
+        assert!(same(avg(&[INF, 0.0, INF]), INF));
+        assert!(same(avg(&[INF, INF, INF, -INF]), NAN));
+        assert!(same(avg(&[-INF, 0.0, -INF]), -INF));
+        assert!(same(avg(&[1.0, 2.0, -INF, -INF, INF]), NAN));
+        let big = 9.988465674311579e307;
+        assert!(same(avg(&[big, big]), big));
+        assert!(same(avg(&[-big, -big, -big]), -big));
+        assert!(same(avg(&[-big, big]), 0.0));
+        assert!(same(sum_over_time(&series(1, &[big, big])), INF));
+        let nan = series(10_000, &[1.0, 2.0, 3.0, NAN, NAN]);
+        assert!(same(avg_over_time(&window(&nan, 20_000, 60_000)), 2.0));
+        assert!(same(avg_over_time(&window(&nan, 30_000, 60_000)), NAN));
+        let big_small = series(10_000, &[1.0, 1e100, 1.0, -1e100]);
+        assert!(same(sum_over_time(&window(&big_small, 60_000, 120_000)), 2.0));
+        assert!(same(avg_over_time(&window(&big_small, 60_000, 120_000)), 0.5));
+        // foo 52+0x100: exactly 52 for any window length.
+        let foo = series(10_000, &[52.0; 101]);
+        for r in [100_000, 110_000, 120_000, 130_000] {
+            assert_eq!(avg_over_time(&window(&foo, 600_000, r)), Some(52.0));
+        }
+    }
+
+    #[test]
+    fn dense_sum_over_time() {
+        let s = series(1, &vec![1.0; 4001]);
+        for r in [1000, 1001, 1002, 1003, 2000, 3003] {
+            assert_eq!(sum_over_time(&window(&s, 4000, r)), Some(r as f64));
+        }
+    }
+
+    #[test]
+    fn min_max_first_last_count() {
+        let end = 60_000;
+        let w = |v: &[f64]| window(&series(10_000, v), end, 120_000);
+        let cases: [(&[f64], f64, f64, f64, f64); 5] = [
+            (&[2.0, 0.0, 3.0], 0.0, 3.0, 2.0, 3.0),
+            (&[2.0, 0.0, NAN], 0.0, 2.0, 2.0, NAN),
+            (&[2.0, NAN, 1.0], 1.0, 2.0, 2.0, 1.0),
+            (&[NAN, 0.0, 1.0], 0.0, 1.0, NAN, 1.0),
+            (&[NAN, NAN, NAN], NAN, NAN, NAN, NAN),
+        ];
+        for (v, min, max, first, last) in cases {
+            let s = w(v);
+            assert!(same(min_over_time(&s), min), "{v:?}");
+            assert!(same(max_over_time(&s), max), "{v:?}");
+            assert!(same(first_over_time(&s), first), "{v:?}");
+            assert!(same(last_over_time(&s), last), "{v:?}");
+            assert_eq!(count_over_time(&s), Some(3.0));
+            assert_eq!(present_over_time(&s), Some(1.0));
+        }
+        assert_eq!(min_over_time(&[]), None);
+        assert_eq!(count_over_time(&[]), None);
+        assert_eq!(present_over_time(&[]), None);
+    }
+
+    #[test]
+    fn timestamps_of_extremes() {
+        let s = series(10_053, &[1.0, 2.0, 3.0, 0.0, 5.0, 6.0, 2.0, 1.0, 4.0]);
+        let w = window(&s, 90_000, 90_000);
+        assert_eq!(ts_of_min_over_time(&w), Some(30.159));
+        assert_eq!(ts_of_max_over_time(&w), Some(50.265));
+        assert_eq!(ts_of_last_over_time(&window(&s[..3], 90_000, 90_000)), Some(20.106));
+        assert_eq!(ts_of_first_over_time(&w), Some(10.053));
+        // Ties go to the newest sample.
+        let tie = series(1000, &[1.0, 3.0, 1.0, 3.0]);
+        assert_eq!(ts_of_min_over_time(&tie), Some(2.0));
+        assert_eq!(ts_of_max_over_time(&tie), Some(3.0));
+        assert_eq!(ts_of_max_over_time(&[]), None);
+    }
+
+    #[test]
+    fn stddev_stdvar_over_time() {
+        let s = window(&series(10_000, &[0.0, 8.0, 8.0, 2.0, 3.0]), 60_000, 120_000);
+        assert!(same(stdvar_over_time(&s), 10.56));
+        assert!((stddev_over_time(&s).unwrap_or(0.0) - 3.249615).abs() < 1e-6);
+        let c = series(10_000, &[1.5990505637277868; 3]);
+        assert_eq!(stdvar_over_time(&c), Some(0.0));
+        assert_eq!(stddev_over_time(&c), Some(0.0));
+        assert_eq!(stddev_over_time(&[]), None);
+    }
+
+    #[test]
+    fn quantile_and_mad_over_time() {
+        let uneven = series(10_000, &[0.0, 1.0, 4.0]);
+        let want = [(0.0, 0.0), (0.5, 1.0), (0.75, 2.5), (0.8, 2.8), (1.0, 4.0), (-1.0, -INF), (2.0, INF)];
+        for (q, w) in want {
+            assert!(same(quantile_over_time(q, &uneven), w), "q={q}");
+        }
+        assert!(same(quantile_over_time(0.8, &series(1, &[0.0, 1.0])), 0.8));
+        assert_eq!(quantile_over_time(0.5, &[]), None);
+        let m = series(10_000, &[4.0, 6.0, 2.0, 1.0, 999.0, 1.0, 2.0]);
+        assert_eq!(mad_over_time(&window(&m, 70_000, 70_000)), Some(1.0));
+        assert_eq!(mad_over_time(&series(10_000, &[1.0, 2.0, 3.0, 4.0, 5.0])), Some(1.0));
+        assert_eq!(mad_over_time(&series(10_000, &[7.0; 5])), Some(0.0));
+        assert_eq!(mad_over_time(&series(10_000, &[5.0])), Some(0.0));
+        assert!(same(mad_over_time(&series(10_000, &[1.0, 2.0, NAN, 4.0])), NAN));
+        assert_eq!(mad_over_time(&[]), None);
+    }
+}

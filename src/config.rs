@@ -1,0 +1,118 @@
+//! The `aion` configuration: one YAML file (`--config.file`) layered over
+//! defaults, then command-line flags over the file.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Errors loading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path given.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML for this schema.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The path given.
+        path: PathBuf,
+        /// What serde said (names the offending field).
+        source: serde_yaml::Error,
+    },
+    /// A value is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// HTTP and gRPC listeners.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// HTTP listen address (remote write, query API, /metrics, /ready).
+    pub http_listen_address: String,
+    /// gRPC listen address (internal services between roles).
+    pub grpc_listen_address: String,
+    /// How long graceful shutdown waits for in-flight requests.
+    #[serde(with = "humantime_serde")]
+    pub graceful_shutdown_timeout: std::time::Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            http_listen_address: "127.0.0.1:9009".into(),
+            grpc_listen_address: "127.0.0.1:9095".into(),
+            graceful_shutdown_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Roles to run: `all`, or a comma list of `distributor`, `ingester`, `querier`.
+    pub target: String,
+    /// Where the ingester keeps its RocksDB.
+    pub data_dir: PathBuf,
+    /// Require `X-Scope-OrgID` on every request; otherwise everything is tenant `anonymous`.
+    pub multitenancy_enabled: bool,
+    /// Listeners.
+    pub server: ServerConfig,
+    /// Ingester storage settings.
+    pub ingester: aion_ingester::config::TsdbConfig,
+    /// Distributor settings.
+    pub distributor: aion_distributor::config::DistributorConfig,
+    /// Querier settings.
+    pub querier: aion_querier::config::QuerierConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            target: "all".into(),
+            data_dir: PathBuf::from("./data"),
+            multitenancy_enabled: false,
+            server: ServerConfig::default(),
+            ingester: Default::default(),
+            distributor: Default::default(),
+            querier: Default::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and parses a YAML file (defaults for everything it leaves out).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+    }
+
+    /// Checks every section.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for role in self.target.split(',').map(str::trim) {
+            if !["all", "distributor", "ingester", "querier"].contains(&role) {
+                return Err(ConfigError::Invalid(format!(
+                    "unknown target {role:?}: use all, distributor, ingester or querier (comma-separated)"
+                )));
+            }
+        }
+        if self.target.trim() != "all" {
+            return Err(ConfigError::Invalid(format!(
+                "target {:?}: only `all` (single process) is available in this version; separate roles arrive with clustering",
+                self.target
+            )));
+        }
+        self.ingester.validate().map_err(|e| ConfigError::Invalid(format!("ingester: {e}")))?;
+        self.distributor.validate().map_err(|e| ConfigError::Invalid(format!("distributor: {e}")))?;
+        self.querier.validate().map_err(|e| ConfigError::Invalid(format!("querier: {e}")))?;
+        Ok(())
+    }
+}

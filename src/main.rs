@@ -1,0 +1,108 @@
+//! `aion`: one binary for every role of the Aion cluster. With `--target=all`
+//! (the default) it runs a complete single-process Aion: remote-write ingest,
+//! RocksDB storage and the Prometheus query API, data in `./data`.
+
+mod config;
+mod process_metrics;
+mod server;
+
+use clap::Parser;
+use config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Command-line flags; each overrides the config file.
+#[derive(Debug, Parser)]
+#[command(name = "aion", version, about = "Aion: a sharded, Raft-replicated, Prometheus-compatible time-series database")]
+struct Cli {
+    /// YAML configuration file.
+    #[arg(long = "config.file")]
+    config_file: Option<PathBuf>,
+    /// Roles to run: all, distributor, ingester, querier.
+    #[arg(long = "target")]
+    target: Option<String>,
+    /// HTTP listen address [default: 127.0.0.1:9009].
+    #[arg(long = "http.listen-address")]
+    http_listen_address: Option<String>,
+    /// gRPC listen address [default: 127.0.0.1:9095].
+    #[arg(long = "grpc.listen-address")]
+    grpc_listen_address: Option<String>,
+    /// Data directory [default: ./data].
+    #[arg(long = "data.dir")]
+    data_dir: Option<PathBuf>,
+    /// Require X-Scope-OrgID on every request.
+    #[arg(long = "auth.multitenancy-enabled")]
+    multitenancy_enabled: Option<bool>,
+    /// Log format: `json` (default) or `text`.
+    #[arg(long = "log.format", default_value = "json")]
+    log_format: String,
+    /// Log filter, e.g. `info` or `aion=debug,info` [default: info, or RUST_LOG].
+    #[arg(long = "log.level")]
+    log_level: Option<String>,
+}
+
+fn load_config(cli: &Cli) -> Result<Config, config::ConfigError> {
+    let mut cfg = match &cli.config_file {
+        Some(p) => Config::from_file(p)?,
+        None => Config::default(),
+    };
+    if let Some(t) = &cli.target {
+        cfg.target = t.clone();
+    }
+    if let Some(a) = &cli.http_listen_address {
+        cfg.server.http_listen_address = a.clone();
+    }
+    if let Some(a) = &cli.grpc_listen_address {
+        cfg.server.grpc_listen_address = a.clone();
+    }
+    if let Some(d) = &cli.data_dir {
+        cfg.data_dir = d.clone();
+    }
+    if let Some(m) = cli.multitenancy_enabled {
+        cfg.multitenancy_enabled = m;
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn init_tracing(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match &cli.log_level {
+        Some(l) => EnvFilter::new(l),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cli.log_format == "text" {
+        builder.init();
+    } else {
+        builder.json().init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli);
+    let cfg = match load_config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "configuration error");
+            eprintln!("aion: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("aion: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(server::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "aion stopped with an error");
+            eprintln!("aion: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
