@@ -116,3 +116,29 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/aion.yaml");
+        let cfg = Config::from_file(&path).expect("deploy/aion.yaml parses");
+        cfg.validate().expect("deploy/aion.yaml validates");
+        assert_eq!(cfg.server.http_listen_address, "127.0.0.1:9009");
+        assert_eq!(cfg.ingester.retention, std::time::Duration::from_secs(15 * 24 * 3600));
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_targets_are_named() {
+        let dir = std::env::temp_dir().join(format!("aion-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let p = dir.join("bad.yaml");
+        std::fs::write(&p, "server:\n  http_listen_adress: x\n").expect("write");
+        let e = Config::from_file(&p).expect_err("typo must be rejected");
+        assert!(e.to_string().contains("http_listen_adress"), "{e}");
+        let cfg = Config { target: "bogus".into(), ..Config::default() };
+        assert!(cfg.validate().expect_err("bad target").to_string().contains("bogus"));
+    }
+}

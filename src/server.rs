@@ -33,10 +33,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let appender: Arc<dyn Appender> = tsdb.clone();
     let queryable: Arc<dyn Queryable> = tsdb.clone();
     let mut dist_cfg = cfg.distributor.clone();
-    dist_cfg.multitenancy_enabled = cfg.multitenancy_enabled;
+    dist_cfg.multitenancy_enabled |= cfg.multitenancy_enabled;
+    let multitenancy_enabled = dist_cfg.multitenancy_enabled;
     let distributor = aion_distributor::Distributor::new(dist_cfg, appender, &mut registry).context("starting distributor")?;
     let engine = aion_querier::engine::Engine::new(cfg.querier.engine_options());
-    let query_api = aion_querier::api::QueryApi::new(engine, queryable, cfg.multitenancy_enabled, &mut registry);
+    let query_api = aion_querier::api::QueryApi::new(engine, queryable, multitenancy_enabled, &mut registry);
 
     let ready = Arc::new(AtomicBool::new(false));
     let registry = Arc::new(registry);
@@ -51,9 +52,25 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding HTTP listener on {}", cfg.server.http_listen_address))?;
     tracing::info!(addr = %cfg.server.http_listen_address, "HTTP server listening");
     ready.store(true, Ordering::SeqCst);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("HTTP server")?;
-
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    shutdown_signal().await;
     ready.store(false, Ordering::SeqCst);
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(cfg.server.graceful_shutdown_timeout, server).await {
+        Ok(Ok(r)) => r.context("HTTP server")?,
+        Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
+        Err(_) => tracing::warn!(
+            timeout = ?cfg.server.graceful_shutdown_timeout,
+            "in-flight requests did not finish within the graceful shutdown timeout; closing"
+        ),
+    }
     tracing::info!("shutting down: flushing storage");
     let t = tsdb.clone();
     tokio::task::spawn_blocking(move || t.flush()).await.context("flushing storage")?.context("flushing storage")?;

@@ -20,7 +20,10 @@ pub(crate) fn put_bytes(buf: &mut Vec<u8>, b: &[u8]) {
 }
 
 /// Appends a label set: count, then (name, value) as length-prefixed bytes.
-pub(crate) fn put_labels<'a>(buf: &mut Vec<u8>, labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>) {
+pub(crate) fn put_labels<'a>(
+    buf: &mut Vec<u8>,
+    labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+) {
     put_uvarint(buf, labels.len() as u64);
     for (n, v) in labels {
         put_bytes(buf, n.as_bytes());
@@ -48,7 +51,10 @@ impl<'a> Reader<'a> {
     /// Takes the next `n` bytes.
     pub(crate) fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
         if self.buf.len() < n {
-            return Err(format!("truncated {what}: need {n} bytes, {} left", self.buf.len()));
+            return Err(format!(
+                "truncated {what}: need {n} bytes, {} left",
+                self.buf.len()
+            ));
         }
         let (h, t) = self.buf.split_at(n);
         self.buf = t;
@@ -91,7 +97,10 @@ impl<'a> Reader<'a> {
     pub(crate) fn count(&mut self, min_size: usize, what: &str) -> Result<usize, String> {
         let n = self.uvarint(what)?;
         if n.saturating_mul(min_size.max(1) as u64) > self.buf.len() as u64 {
-            return Err(format!("{what} count {n} exceeds the {} bytes left", self.buf.len()));
+            return Err(format!(
+                "{what} count {n} exceeds the {} bytes left",
+                self.buf.len()
+            ));
         }
         Ok(n as usize)
     }
@@ -116,7 +125,10 @@ impl<'a> Reader<'a> {
             }
             if let Some(prev) = out.last() {
                 if prev.name.as_str() >= name {
-                    return Err(format!("labels not sorted/unique: {:?} then {name:?}", prev.name));
+                    return Err(format!(
+                        "labels not sorted/unique: {:?} then {name:?}",
+                        prev.name
+                    ));
                 }
             }
             out.push(Label::new(name, value));
@@ -145,7 +157,10 @@ mod tests {
             put_uvarint(&mut buf, v);
         }
         let l = Labels::from_pairs([("__name__", "up"), ("job", "a\0b")]);
-        put_labels(&mut buf, l.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+        put_labels(
+            &mut buf,
+            l.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+        );
         let mut r = Reader::new(&buf);
         for v in [0u64, 1, 127, 128, 300, u64::MAX] {
             assert_eq!(r.uvarint("v").unwrap(), v);
@@ -160,7 +175,10 @@ mod tests {
         assert!(r.uvarint("x").unwrap_err().contains("truncated x"));
         let mut buf = Vec::new();
         put_labels(&mut buf, [("b", "1"), ("a", "2")].into_iter());
-        assert!(Reader::new(&buf).labels().unwrap_err().contains("not sorted"));
+        assert!(Reader::new(&buf)
+            .labels()
+            .unwrap_err()
+            .contains("not sorted"));
         let mut r = Reader::new(&[0xff, 0xff, 0x03]);
         assert!(r.count(1, "series").unwrap_err().contains("exceeds"));
     }

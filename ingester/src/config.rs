@@ -77,15 +77,30 @@ mod tests {
     #[test]
     fn defaults_validate_and_bad_values_are_named() {
         TsdbConfig::default().validate().unwrap();
-        let c = TsdbConfig { retention: Duration::from_secs(60), ..Default::default() };
-        assert!(c.validate().unwrap_err().to_string().contains("retention 1m"));
-        let c = TsdbConfig { max_samples_per_chunk: 0, ..Default::default() };
-        assert!(c.validate().unwrap_err().to_string().contains("max_samples_per_chunk 0"));
+        let c = TsdbConfig {
+            retention: Duration::from_secs(60),
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("retention 1m"));
+        let c = TsdbConfig {
+            max_samples_per_chunk: 0,
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_samples_per_chunk 0"));
     }
 
     #[test]
     fn parses_humantime_yaml_and_rejects_unknown_fields() {
-        let c: TsdbConfig = serde_yaml::from_str("retention: 30d\ncheckpoint_interval: 30s\n").unwrap();
+        let c: TsdbConfig =
+            serde_yaml::from_str("retention: 30d\ncheckpoint_interval: 30s\n").unwrap();
         assert_eq!(c.retention, Duration::from_secs(30 * 24 * 3600));
         assert_eq!(c.checkpoint_interval, Duration::from_secs(30));
         assert_eq!(c.max_samples_per_chunk, 120);

@@ -15,6 +15,15 @@ pub enum IngesterError {
         #[source]
         source: rocksdb::Error,
     },
+    /// The data directory could not be created or opened (missing
+    /// permissions, or another process holds its lock).
+    #[error("cannot open the TSDB directory {dir}: {reason}")]
+    Open {
+        /// The data directory.
+        dir: String,
+        /// What failed.
+        reason: String,
+    },
     /// Persisted bytes that do not decode.
     #[error("corrupt {what}: {detail}")]
     Corruption {
@@ -27,7 +36,9 @@ pub enum IngesterError {
     #[error("invalid TSDB config: {0}")]
     InvalidConfig(String),
     /// The data directory was written by an incompatible format version.
-    #[error("data directory {dir} has TSDB format version {found}, this build reads version {expected}")]
+    #[error(
+        "data directory {dir} has TSDB format version {found}, this build reads version {expected}"
+    )]
     FormatVersion {
         /// The data directory.
         dir: String,
@@ -53,7 +64,10 @@ impl IngesterError {
 
     /// A corruption error for record `what`.
     pub(crate) fn corrupt(what: impl Into<String>, detail: impl Into<String>) -> IngesterError {
-        IngesterError::Corruption { what: what.into(), detail: detail.into() }
+        IngesterError::Corruption {
+            what: what.into(),
+            detail: detail.into(),
+        }
     }
 }
 
@@ -64,9 +78,10 @@ impl From<IngesterError> for StorageError {
             IngesterError::Corruption { .. } | IngesterError::FormatVersion { .. } => {
                 StorageError::Corruption(e.to_string())
             }
-            IngesterError::InvalidConfig(_) | IngesterError::Failed(_) | IngesterError::Thread(_) => {
-                StorageError::Unavailable(e.to_string())
-            }
+            IngesterError::InvalidConfig(_)
+            | IngesterError::Open { .. }
+            | IngesterError::Failed(_)
+            | IngesterError::Thread(_) => StorageError::Unavailable(e.to_string()),
         }
     }
 }
@@ -81,7 +96,10 @@ mod tests {
     #[test]
     fn maps_to_storage_error_kinds() {
         let e: StorageError = IngesterError::corrupt("WAL record 3", "bad checksum").into();
-        assert_eq!(e, StorageError::Corruption("corrupt WAL record 3: bad checksum".into()));
+        assert_eq!(
+            e,
+            StorageError::Corruption("corrupt WAL record 3: bad checksum".into())
+        );
         let e: StorageError = IngesterError::Failed("x".into()).into();
         assert!(matches!(e, StorageError::Unavailable(_)));
     }

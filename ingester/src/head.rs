@@ -70,21 +70,37 @@ impl Head {
     pub(crate) fn load_series(&mut self, r: u64, tenant: &str, labels: &Labels) {
         let tenant = self.interner.intern(tenant);
         let interned = self.interner.intern_labels(labels);
-        self.tenants.entry(tenant.clone()).or_default().add_series(r, labels_hash(labels));
-        self.series.insert(r, MemSeries { tenant, labels: interned, state: HeadState::default() });
+        self.tenants
+            .entry(tenant.clone())
+            .or_default()
+            .add_series(r, labels_hash(labels));
+        self.series.insert(
+            r,
+            MemSeries {
+                tenant,
+                labels: interned,
+                state: HeadState::default(),
+            },
+        );
         self.next_ref = self.next_ref.max(r + 1);
     }
 
     /// Adds a posting loaded from the postings CF.
     pub(crate) fn load_posting(&mut self, tenant: &str, name: &str, value: &str, r: u64) {
-        let (t, n, v) = (self.interner.intern(tenant), self.interner.intern(name), self.interner.intern(value));
+        let (t, n, v) = (
+            self.interner.intern(tenant),
+            self.interner.intern(name),
+            self.interner.intern(value),
+        );
         self.tenants.entry(t).or_default().add_posting(n, v, r);
     }
 
     /// Installs the head state of series `r` loaded from the head CF.
     /// Returns false when the series is unknown.
     pub(crate) fn load_state(&mut self, r: u64, state: HeadState) -> bool {
-        let Some(s) = self.series.get_mut(&r) else { return false };
+        let Some(s) = self.series.get_mut(&r) else {
+            return false;
+        };
         if s.state.chunk_len > 0 {
             self.head_chunks -= 1;
         }
@@ -102,7 +118,11 @@ impl Head {
     pub(crate) fn lookup(&self, tenant: &str, labels: &Labels) -> Option<u64> {
         let idx = self.tenants.get(tenant)?;
         let refs = idx.by_hash.get(&labels_hash(labels))?;
-        refs.iter().copied().find(|r| self.series.get(r).is_some_and(|s| same_labels(&s.labels, labels)))
+        refs.iter().copied().find(|r| {
+            self.series
+                .get(r)
+                .is_some_and(|s| same_labels(&s.labels, labels))
+        })
     }
 
     fn get_or_create(&mut self, tenant: &str, labels: &Labels, writes: &mut ApplyWrites) -> u64 {
@@ -116,7 +136,14 @@ impl Head {
         let idx = self.tenants.entry(tenant.clone()).or_default();
         idx.add_series(r, labels_hash(labels));
         idx.add_postings(&interned, r);
-        self.series.insert(r, MemSeries { tenant, labels: interned, state: HeadState::default() });
+        self.series.insert(
+            r,
+            MemSeries {
+                tenant,
+                labels: interned,
+                state: HeadState::default(),
+            },
+        );
         writes.new_series.push(r);
         r
     }
@@ -132,7 +159,10 @@ impl Head {
                 continue;
             }
             let r = self.get_or_create(tenant, &s.labels, writes);
-            let series = self.series.get_mut(&r).expect("BUG: series just looked up or created");
+            let series = self
+                .series
+                .get_mut(&r)
+                .expect("BUG: series just looked up or created");
             let had_chunk = series.state.chunk_len > 0;
             for sample in &s.samples {
                 let (verdict, closed) = series.state.append(r, *sample, self.max_per_chunk);
@@ -143,9 +173,11 @@ impl Head {
                         self.max_t = Some(self.max_t.map_or(sample.t, |m| m.max(sample.t)));
                     }
                     Verdict::Duplicate => out.duplicates_ignored += 1,
-                    Verdict::Rejected(reason) => {
-                        out.rejected.push(SampleRejection { labels: s.labels.clone(), t: sample.t, reason })
-                    }
+                    Verdict::Rejected(reason) => out.rejected.push(SampleRejection {
+                        labels: s.labels.clone(),
+                        t: sample.t,
+                        reason,
+                    }),
                 }
             }
             if !had_chunk && series.state.chunk_len > 0 {
@@ -212,16 +244,32 @@ mod tests {
     fn apply_assigns_refs_per_tenant_and_keeps_valid_samples() {
         let mut h = Head::new(2);
         let mut w = ApplyWrites::default();
-        let o = h.apply(&batch("a", "up", &[(1, 1.0), (2, 1.0), (2, 1.0), (2, 3.0), (0, 1.0), (3, 1.0)]), &mut w);
+        let o = h.apply(
+            &batch(
+                "a",
+                "up",
+                &[(1, 1.0), (2, 1.0), (2, 1.0), (2, 3.0), (0, 1.0), (3, 1.0)],
+            ),
+            &mut w,
+        );
         assert_eq!((o.appended, o.duplicates_ignored), (3, 1));
         let reasons: Vec<_> = o.rejected.iter().map(|r| (r.t, r.reason)).collect();
-        assert_eq!(reasons, vec![(2, RejectReason::DuplicateTimestamp), (0, RejectReason::OutOfOrder)]);
+        assert_eq!(
+            reasons,
+            vec![
+                (2, RejectReason::DuplicateTimestamp),
+                (0, RejectReason::OutOfOrder)
+            ]
+        );
         assert_eq!(w.new_series, vec![1]);
         assert_eq!(w.closed.len(), 1);
         h.apply(&batch("b", "up", &[(1, 1.0)]), &mut w);
         assert_eq!(w.new_series, vec![1, 2]);
         let l = Labels::from_pairs([("__name__", "up")]);
-        assert_eq!((h.lookup("a", &l), h.lookup("b", &l), h.lookup("c", &l)), (Some(1), Some(2), None));
+        assert_eq!(
+            (h.lookup("a", &l), h.lookup("b", &l), h.lookup("c", &l)),
+            (Some(1), Some(2), None)
+        );
         assert_eq!((h.head_chunks, h.max_t), (2, Some(3)));
         assert_eq!(h.take_dirty().len(), 2);
         assert!(h.take_dirty().is_empty());

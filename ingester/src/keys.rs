@@ -137,7 +137,12 @@ pub(crate) fn parse_postings_key(k: &[u8]) -> Option<PostingsKey<'_>> {
     let value = std::str::from_utf8(rest.get(4..4 + vl)?).ok()?;
     let rest = &rest[4 + vl..];
     let series = u64::from_be_bytes(rest.try_into().ok()?);
-    Some(PostingsKey { tenant, name, value, series })
+    Some(PostingsKey {
+        tenant,
+        name,
+        value,
+        series,
+    })
 }
 
 /// The smallest key greater than every key starting with `prefix`, or `None`
@@ -168,7 +173,10 @@ mod tests {
         assert_eq!(block_start(BLOCK_MS + 5), BLOCK_MS);
         assert_eq!(block_start(i64::MIN), i64::MIN);
         assert!(chunk_key(0, 9, 5) < chunk_key(BLOCK_MS, 1, BLOCK_MS));
-        assert_eq!(parse_chunk_key(&chunk_key(-BLOCK_MS, 7, -3)), Some((-BLOCK_MS, 7, -3)));
+        assert_eq!(
+            parse_chunk_key(&chunk_key(-BLOCK_MS, 7, -3)),
+            Some((-BLOCK_MS, 7, -3))
+        );
         assert!(chunk_key(0, 7, 3).starts_with(&chunk_prefix(0, 7)));
     }
 
@@ -177,7 +185,12 @@ mod tests {
         let k = postings_key("t1", "job", "a\0b", 42);
         assert_eq!(
             parse_postings_key(&k),
-            Some(PostingsKey { tenant: "t1", name: "job", value: "a\0b", series: 42 })
+            Some(PostingsKey {
+                tenant: "t1",
+                name: "job",
+                value: "a\0b",
+                series: 42
+            })
         );
         assert!(k.starts_with(&postings_value_prefix("t1", "job", "a\0b")));
         assert!(!k.starts_with(&postings_value_prefix("t1", "job", "a")));

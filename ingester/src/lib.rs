@@ -15,6 +15,8 @@
 //! head and purges the WAL it covers in one atomic write. Byte layouts:
 //! `docs/format/rocksdb.md`.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))] // tests: a failed unwrap is a failed test
+
 mod codec;
 pub mod config;
 pub mod error;

@@ -30,13 +30,19 @@ pub(crate) struct Metrics {
 impl Metrics {
     /// Counts one rejected sample.
     pub(crate) fn reject(&self, reason: &str) {
-        self.samples_rejected.get_or_create(&vec![("reason".to_string(), reason.to_string())]).inc();
+        self.samples_rejected
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
     }
 
     /// Registers every metric (names prefixed `aion_tsdb_`).
     pub(crate) fn register(&self, r: &mut Registry) {
         let r = r.sub_registry_with_prefix("aion_tsdb");
-        r.register("samples_appended", "Samples stored in the TSDB", self.samples_appended.clone());
+        r.register(
+            "samples_appended",
+            "Samples stored in the TSDB",
+            self.samples_appended.clone(),
+        );
         r.register(
             "samples_rejected",
             "Samples not stored, by reason (out_of_order, duplicate_sample_for_timestamp)",
@@ -47,16 +53,56 @@ impl Metrics {
             "Samples bit-identical to the stored sample at the same timestamp, ignored",
             self.duplicates_ignored.clone(),
         );
-        r.register("append_batches", "Write batches made durable and applied", self.batches_appended.clone());
-        r.register("active_series", "Series held in the head", self.active_series.clone());
-        r.register("head_chunks", "Open (non-empty) head chunks", self.head_chunks.clone());
-        r.register("chunks_persisted", "Closed chunks written to the chunks column family", self.chunks_persisted.clone());
-        r.register("wal_bytes", "Bytes of WAL records not yet covered by a checkpoint", self.wal_bytes.clone());
-        r.register("wal_records_replayed", "WAL records replayed at open", self.wal_records_replayed.clone());
-        r.register("wal_corrupt_records", "WAL or head records skipped at open because they were corrupt", self.wal_corrupt_records.clone());
-        r.register("checkpoints", "Successful checkpoints", self.checkpoints.clone());
-        r.register("checkpoint_failures", "Failed checkpoints", self.checkpoint_failures.clone());
-        r.register("retention_runs", "Retention passes", self.retention_runs.clone());
+        r.register(
+            "append_batches",
+            "Write batches made durable and applied",
+            self.batches_appended.clone(),
+        );
+        r.register(
+            "active_series",
+            "Series held in the head",
+            self.active_series.clone(),
+        );
+        r.register(
+            "head_chunks",
+            "Open (non-empty) head chunks",
+            self.head_chunks.clone(),
+        );
+        r.register(
+            "chunks_persisted",
+            "Closed chunks written to the chunks column family",
+            self.chunks_persisted.clone(),
+        );
+        r.register(
+            "wal_bytes",
+            "Bytes of WAL records not yet covered by a checkpoint",
+            self.wal_bytes.clone(),
+        );
+        r.register(
+            "wal_records_replayed",
+            "WAL records replayed at open",
+            self.wal_records_replayed.clone(),
+        );
+        r.register(
+            "wal_corrupt_records",
+            "WAL or head records skipped at open because they were corrupt",
+            self.wal_corrupt_records.clone(),
+        );
+        r.register(
+            "checkpoints",
+            "Successful checkpoints",
+            self.checkpoints.clone(),
+        );
+        r.register(
+            "checkpoint_failures",
+            "Failed checkpoints",
+            self.checkpoint_failures.clone(),
+        );
+        r.register(
+            "retention_runs",
+            "Retention passes",
+            self.retention_runs.clone(),
+        );
         r.register(
             "head_chunks_dropped_by_retention",
             "Open head chunks dropped because their block left the retention window",
@@ -80,7 +126,10 @@ mod tests {
         let mut out = String::new();
         encode(&mut out, &reg).unwrap();
         assert!(out.contains("aion_tsdb_samples_appended_total 3"), "{out}");
-        assert!(out.contains("aion_tsdb_samples_rejected_total{reason=\"out_of_order\"} 1"), "{out}");
+        assert!(
+            out.contains("aion_tsdb_samples_rejected_total{reason=\"out_of_order\"} 1"),
+            "{out}"
+        );
         assert!(out.contains("aion_tsdb_wal_bytes 0"), "{out}");
     }
 }

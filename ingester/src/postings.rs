@@ -43,7 +43,14 @@ impl TenantIndex {
 
     /// Adds `r` to the postings of `name="value"`.
     pub(crate) fn add_posting(&mut self, name: Arc<str>, value: Arc<str>, r: u64) {
-        insert_sorted(self.postings.entry(name).or_default().entry(value).or_default(), r);
+        insert_sorted(
+            self.postings
+                .entry(name)
+                .or_default()
+                .entry(value)
+                .or_default(),
+            r,
+        );
     }
 
     /// Adds `r` to the postings of each of its labels.
@@ -61,10 +68,15 @@ impl TenantIndex {
     /// label: with some restricting matcher they filter its result through
     /// `series_matches(ref, matcher)`; alone, they subtract the postings of the
     /// values they reject from the tenant's full series list.
-    pub(crate) fn select(&self, matchers: &[Matcher], series_matches: impl Fn(u64, &Matcher) -> bool) -> Vec<u64> {
+    pub(crate) fn select(
+        &self,
+        matchers: &[Matcher],
+        series_matches: impl Fn(u64, &Matcher) -> bool,
+    ) -> Vec<u64> {
         let (empty_matching, restricting): (Vec<&Matcher>, Vec<&Matcher>) =
             matchers.iter().partition(|m| m.matches_empty());
-        let mut positive: Vec<Vec<u64>> = restricting.iter().map(|m| self.postings_for(m)).collect();
+        let mut positive: Vec<Vec<u64>> =
+            restricting.iter().map(|m| self.postings_for(m)).collect();
         positive.sort_by_key(Vec::len);
         let mut it = positive.into_iter();
         let Some(first) = it.next() else {
@@ -74,7 +86,13 @@ impl TenantIndex {
                     break;
                 }
                 let values = self.postings.get(m.name.as_str());
-                let rejected = union(values.into_iter().flatten().filter(|(v, _)| !m.matches(v)).map(|(_, r)| r));
+                let rejected = union(
+                    values
+                        .into_iter()
+                        .flatten()
+                        .filter(|(v, _)| !m.matches(v))
+                        .map(|(_, r)| r),
+                );
                 out = subtract(&out, &rejected);
             }
             return out;
@@ -88,9 +106,18 @@ impl TenantIndex {
     fn postings_for(&self, m: &Matcher) -> Vec<u64> {
         let values = self.postings.get(m.name.as_str());
         if m.op == MatchOp::Equal {
-            return values.and_then(|vs| vs.get(m.value.as_str())).cloned().unwrap_or_default();
+            return values
+                .and_then(|vs| vs.get(m.value.as_str()))
+                .cloned()
+                .unwrap_or_default();
         }
-        union(values.into_iter().flatten().filter(|(v, _)| m.matches(v)).map(|(_, r)| r))
+        union(
+            values
+                .into_iter()
+                .flatten()
+                .filter(|(v, _)| m.matches(v))
+                .map(|(_, r)| r),
+        )
     }
 }
 
@@ -113,7 +140,11 @@ fn union<'a>(lists: impl Iterator<Item = &'a Vec<u64>>) -> Vec<u64> {
 pub(crate) fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
     let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
     if small.len() * 16 < large.len() {
-        return small.iter().copied().filter(|r| large.binary_search(r).is_ok()).collect();
+        return small
+            .iter()
+            .copied()
+            .filter(|r| large.binary_search(r).is_ok())
+            .collect();
     }
     let (mut i, mut j, mut out) = (0, 0, Vec::with_capacity(small.len()));
     while i < a.len() && j < b.len() {
@@ -186,7 +217,13 @@ mod tests {
         assert_eq!(select(&[m(MatchOp::NotEqual, "job", "api")]), vec![2, 4]);
         assert_eq!(select(&[m(MatchOp::Regex, "job", "a.*|d.")]), vec![1, 2, 3]);
         assert_eq!(select(&[m(MatchOp::NotRegex, "job", "a.*")]), vec![2, 4]);
-        assert_eq!(select(&[m(MatchOp::Equal, "__name__", "up"), m(MatchOp::NotEqual, "env", "prod")]), vec![2, 3]);
+        assert_eq!(
+            select(&[
+                m(MatchOp::Equal, "__name__", "up"),
+                m(MatchOp::NotEqual, "env", "prod")
+            ]),
+            vec![2, 3]
+        );
         assert_eq!(select(&[]), vec![1, 2, 3, 4]);
         assert!(select(&[m(MatchOp::Equal, "nope", "x")]).is_empty());
     }
@@ -200,8 +237,20 @@ mod tests {
         assert_eq!(select(&[m(MatchOp::Regex, "env", ".+")]), vec![1, 3]);
         assert_eq!(select(&[m(MatchOp::Regex, "nope", ".*")]), vec![1, 2, 3, 4]);
         // With a restricting matcher, empty-matching ones filter its result.
-        assert_eq!(select(&[m(MatchOp::Equal, "__name__", "up"), m(MatchOp::Equal, "env", "")]), vec![2]);
-        assert_eq!(select(&[m(MatchOp::Regex, "job", ".+"), m(MatchOp::NotRegex, "env", "p.*")]), vec![2, 3]);
+        assert_eq!(
+            select(&[
+                m(MatchOp::Equal, "__name__", "up"),
+                m(MatchOp::Equal, "env", "")
+            ]),
+            vec![2]
+        );
+        assert_eq!(
+            select(&[
+                m(MatchOp::Regex, "job", ".+"),
+                m(MatchOp::NotRegex, "env", "p.*")
+            ]),
+            vec![2, 3]
+        );
     }
 
     #[test]

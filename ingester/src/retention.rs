@@ -14,7 +14,9 @@ impl Inner {
     /// Applies retention. Returns the first kept block start, or `None` when
     /// nothing is stored.
     pub(crate) fn apply_retention(&self) -> Result<Option<i64>> {
-        let Some(max_t) = self.head.read().max_t else { return Ok(None) };
+        let Some(max_t) = self.head.read().max_t else {
+            return Ok(None);
+        };
         let cut_block = block_start(max_t.saturating_sub(self.cfg.retention_ms()));
         if cut_block == i64::MIN {
             return Ok(Some(cut_block));
@@ -26,7 +28,9 @@ impl Inner {
             .map_err(IngesterError::rocks("deleting expired chunk files"))?;
         let mut wb = rocksdb::WriteBatch::default();
         wb.delete_range_cf(cf, from, to);
-        self.db.write(wb).map_err(IngesterError::rocks("deleting expired chunks"))?;
+        self.db
+            .write(wb)
+            .map_err(IngesterError::rocks("deleting expired chunks"))?;
         let dropped = {
             let mut head = self.head.write();
             let n = head.drop_before(cut_block);
@@ -34,8 +38,14 @@ impl Inner {
             n
         };
         self.metrics.retention_runs.inc();
-        self.metrics.head_chunks_dropped_by_retention.inc_by(dropped as u64);
-        tracing::debug!(cut_block, dropped_head_chunks = dropped, "TSDB retention applied");
+        self.metrics
+            .head_chunks_dropped_by_retention
+            .inc_by(dropped as u64);
+        tracing::debug!(
+            cut_block,
+            dropped_head_chunks = dropped,
+            "TSDB retention applied"
+        );
         Ok(Some(cut_block))
     }
 }

@@ -29,24 +29,34 @@ impl Interner {
 
     /// Interns every pair of `labels`.
     pub(crate) fn intern_labels(&mut self, labels: &Labels) -> InternedLabels {
-        labels.iter().map(|l| (self.intern(&l.name), self.intern(&l.value))).collect()
+        labels
+            .iter()
+            .map(|l| (self.intern(&l.name), self.intern(&l.value)))
+            .collect()
     }
 }
 
 /// Rebuilds an owned [`Labels`] from interned pairs (already sorted).
 pub(crate) fn to_labels(l: &[(Arc<str>, Arc<str>)]) -> Labels {
-    Labels::from_sorted(l.iter().map(|(n, v)| Label::new(n.as_ref(), v.as_ref())).collect())
+    Labels::from_sorted(
+        l.iter()
+            .map(|(n, v)| Label::new(n.as_ref(), v.as_ref()))
+            .collect(),
+    )
 }
 
 /// Value of label `name` in interned pairs, `""` when absent.
 pub(crate) fn label_value<'a>(l: &'a [(Arc<str>, Arc<str>)], name: &str) -> &'a str {
-    l.binary_search_by(|(n, _)| n.as_ref().cmp(name)).map_or("", |i| l[i].1.as_ref())
+    l.binary_search_by(|(n, _)| n.as_ref().cmp(name))
+        .map_or("", |i| l[i].1.as_ref())
 }
 
 /// True when the interned pairs equal `labels`.
 pub(crate) fn same_labels(a: &[(Arc<str>, Arc<str>)], labels: &Labels) -> bool {
     a.len() == labels.len()
-        && a.iter().zip(labels.iter()).all(|((n, v), l)| n.as_ref() == l.name && v.as_ref() == l.value)
+        && a.iter()
+            .zip(labels.iter())
+            .all(|((n, v), l)| n.as_ref() == l.name && v.as_ref() == l.value)
 }
 
 /// Encodes the series CF value: `version | len(tenant) u8 | tenant | labels`.
@@ -65,7 +75,8 @@ pub(crate) fn decode_series(b: &[u8]) -> Result<(String, Labels), String> {
         return Err(format!("unknown series record version {v}"));
     }
     let tl = usize::from(r.u8("tenant length")?);
-    let tenant = std::str::from_utf8(r.take(tl, "tenant")?).map_err(|e| format!("tenant is not UTF-8: {e}"))?;
+    let tenant = std::str::from_utf8(r.take(tl, "tenant")?)
+        .map_err(|e| format!("tenant is not UTF-8: {e}"))?;
     let labels = r.labels()?;
     r.finish("series record")?;
     Ok((tenant.to_string(), labels))
@@ -85,7 +96,10 @@ mod tests {
         assert!(same_labels(&a, &l));
         assert!(!same_labels(&b, &l));
         assert_eq!(to_labels(&a), l);
-        assert_eq!((label_value(&a, "job"), label_value(&a, "nope")), ("api", ""));
+        assert_eq!(
+            (label_value(&a, "job"), label_value(&a, "nope")),
+            ("api", "")
+        );
         let mut buf = Vec::new();
         encode_series("team-a", &a, &mut buf);
         assert_eq!(decode_series(&buf).unwrap(), ("team-a".to_string(), l));

@@ -65,7 +65,9 @@ pub struct Tsdb {
 impl Inner {
     /// Handle of a column family opened at start.
     pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
-        self.db.cf_handle(name).expect("BUG: every column family is opened at start")
+        self.db
+            .cf_handle(name)
+            .expect("BUG: every column family is opened at start")
     }
 
     /// Fails when an earlier apply write failed.
@@ -94,7 +96,9 @@ impl Inner {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         if let Err(e) = self.db.write_opt(wb, &opts) {
-            self.head.write().mark_dirty(records.iter().map(|(r, _)| *r));
+            self.head
+                .write()
+                .mark_dirty(records.iter().map(|(r, _)| *r));
             self.metrics.checkpoint_failures.inc();
             return Err(IngesterError::rocks("writing a checkpoint")(e));
         }
@@ -102,7 +106,9 @@ impl Inner {
         while sizes.front().is_some_and(|(s, _)| *s <= seq) {
             sizes.pop_front();
         }
-        self.metrics.wal_bytes.set(sizes.iter().map(|(_, b)| *b as i64).sum());
+        self.metrics
+            .wal_bytes
+            .set(sizes.iter().map(|(_, b)| *b as i64).sum());
         self.metrics.checkpoints.inc();
         tracing::debug!(seq, series = records.len(), "TSDB checkpoint written");
         Ok(seq)
@@ -131,7 +137,12 @@ impl Tsdb {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(4);
-        let db = DB::open_cf(&opts, dir, ALL_CFS).map_err(IngesterError::rocks("opening the TSDB directory"))?;
+        let open_err = |reason: String| IngesterError::Open {
+            dir: dir.display().to_string(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        let db = DB::open_cf(&opts, dir, ALL_CFS).map_err(|e| open_err(e.to_string()))?;
         open::check_format_version(&db, dir)?;
         let inner = Arc::new(Inner {
             db,
@@ -145,7 +156,10 @@ impl Tsdb {
         });
         inner.load()?;
         inner.apply_retention()?;
-        let tsdb = Tsdb { background: Mutex::new(None), inner: inner.clone() };
+        let tsdb = Tsdb {
+            background: Mutex::new(None),
+            inner: inner.clone(),
+        };
         if !inner.cfg.checkpoint_interval.is_zero() {
             let (tx, rx) = mpsc::channel::<()>();
             let interval = inner.cfg.checkpoint_interval;

@@ -24,10 +24,17 @@ pub(crate) fn encode(batch: &WriteBatch, buf: &mut Vec<u8>) {
     let tenant = batch.tenant.as_str();
     buf.push(tenant.len().min(255) as u8);
     buf.extend_from_slice(tenant.as_bytes());
-    let series: Vec<&SeriesSamples> = batch.series.iter().filter(|s| !s.samples.is_empty()).collect();
+    let series: Vec<&SeriesSamples> = batch
+        .series
+        .iter()
+        .filter(|s| !s.samples.is_empty())
+        .collect();
     put_uvarint(buf, series.len() as u64);
     for s in series {
-        put_labels(buf, s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+        put_labels(
+            buf,
+            s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+        );
         put_uvarint(buf, s.samples.len() as u64);
         for x in &s.samples {
             buf.extend_from_slice(&x.t.to_le_bytes());
@@ -49,10 +56,13 @@ pub(crate) fn decode(b: &[u8]) -> Result<WriteBatch, String> {
     let payload = r.remaining();
     let actual = xxh3_64(payload);
     if actual != sum {
-        return Err(format!("checksum mismatch: stored {sum:#018x}, computed {actual:#018x}"));
+        return Err(format!(
+            "checksum mismatch: stored {sum:#018x}, computed {actual:#018x}"
+        ));
     }
     let tl = usize::from(r.u8("tenant length")?);
-    let tenant = std::str::from_utf8(r.take(tl, "tenant")?).map_err(|e| format!("tenant is not UTF-8: {e}"))?;
+    let tenant = std::str::from_utf8(r.take(tl, "tenant")?)
+        .map_err(|e| format!("tenant is not UTF-8: {e}"))?;
     let tenant = TenantId::new(tenant).map_err(|e| e.to_string())?;
     let n = r.count(2, "series")?;
     let mut series = Vec::with_capacity(n);
@@ -83,9 +93,15 @@ mod tests {
             series: vec![
                 SeriesSamples {
                     labels: Labels::from_pairs([("__name__", "up"), ("job", "api")]),
-                    samples: vec![Sample::new(-5, 1.0), Sample::new(7, f64::from_bits(0x7ff0_0000_0000_0002))],
+                    samples: vec![
+                        Sample::new(-5, 1.0),
+                        Sample::new(7, f64::from_bits(0x7ff0_0000_0000_0002)),
+                    ],
                 },
-                SeriesSamples { labels: Labels::from_pairs([("__name__", "x")]), samples: vec![] },
+                SeriesSamples {
+                    labels: Labels::from_pairs([("__name__", "x")]),
+                    samples: vec![],
+                },
             ],
         }
     }

@@ -3,7 +3,8 @@
 //! Run: `CARGO_TARGET_DIR=/root/.cache/aion/target-engine cargo bench -p aion-querier --bench engine --profile release`
 //!
 //! - `sum by (job) (rate(x[5m]))`: 10k counter series × 1h at 15s, range query
-//!   over the hour at a 15s step (throughput = samples stored).
+//!   over the hour at a 15s step (throughput = samples stored); plus
+//!   `x / on(job, instance) x` over the same data (one-to-one matching).
 //! - `histogram_quantile(0.99, sum by (le) (rate(b[5m])))`: 100 histograms × 12
 //!   classic buckets × 1h at 15s, same range query.
 
@@ -63,6 +64,13 @@ fn bench_rate(c: &mut Criterion) {
         b.iter(|| {
             engine
                 .range_query(&store, &tenant, "sum by (job) (rate(x[5m]))", 0, HOUR_MS, SCRAPE_MS)
+                .expect("BUG: bench query must run")
+        })
+    });
+    g.bench_function("binary_one_to_one_10k_series_1h_15s", |b| {
+        b.iter(|| {
+            engine
+                .range_query(&store, &tenant, "x / on(job, instance) x", 0, HOUR_MS, SCRAPE_MS)
                 .expect("BUG: bench query must run")
         })
     });

@@ -7,6 +7,7 @@ pub mod error;
 mod eval;
 pub mod functions;
 pub mod plan;
+pub mod positions;
 pub mod value;
 
 pub use error::EngineError;
@@ -58,9 +59,10 @@ impl Engine {
         query: &str,
         time_ms: i64,
     ) -> Result<QueryResult, EngineError> {
-        let expr = plan::parse(query)?;
+        let expr = plan::parse(query, plan::DurationContext { step_ms: 0, range_ms: 0 })?;
         let mut shared = eval::Shared::new(&self.opts);
         shared.invalid_literals = plan::invalid_utf8_literals(query);
+        shared.positions = positions::Positions::new(query, &expr);
         let ev = eval::Evaluator {
             storage,
             tenant,
@@ -89,15 +91,18 @@ impl Engine {
         step_ms: i64,
     ) -> Result<QueryResult, EngineError> {
         if step_ms <= 0 {
-            return Err(EngineError::Parse(format!("zero or negative query resolution step widths are not accepted, got {step_ms}ms")));
+            return Err(EngineError::Parse(format!(
+                "zero or negative query resolution step widths are not accepted, got {step_ms}ms"
+            )));
         }
         if end_ms < start_ms {
             return Err(EngineError::Parse("end timestamp must not be before start time".into()));
         }
-        let expr = plan::parse(query)?;
+        let expr = plan::parse(query, plan::DurationContext { step_ms, range_ms: end_ms - start_ms })?;
         plan::check_range_query(&expr)?;
         let mut shared = eval::Shared::new(&self.opts);
         shared.invalid_literals = plan::invalid_utf8_literals(query);
+        shared.positions = positions::Positions::new(query, &expr);
         let ev = eval::Evaluator {
             storage,
             tenant,
@@ -109,6 +114,9 @@ impl Engine {
             end: end_ms,
             interval: step_ms,
         };
+        if ev.steps() > self.opts.max_samples {
+            return Err(EngineError::TooManySamples("query execution".into()));
+        }
         let v = ev.eval(&expr)?;
         let steps: Vec<i64> = (0..ev.steps()).map(|i| ev.ts(i)).collect();
         let value = eval::finish_range(v, &steps)?;
@@ -181,6 +189,49 @@ mod tests {
     }
 
     #[test]
+    fn unusual_queries_error_or_answer_without_panicking() {
+        let s = store();
+        let t = TenantId::anonymous();
+        let e = Engine::default();
+        let queries = [
+            "x_total[5m:1m]",
+            "rate(x_total[5m:7s] offset -1m)",
+            "x_total @ start() + x_total @ end()",
+            "timestamp(x_total offset 1m)",
+            "sum by (job) (x_total) / on() group_left count(x_total)",
+            "x_total > bool on(job) group_right x_total",
+            "topk(scalar(x_total{job=\"a\"}), x_total)",
+            "quantile(2, x_total)",
+            "count_values(\"v\", x_total)",
+            "absent_over_time(nope{a=\"b\"}[1m])",
+            "histogram_quantiles(x_total, \"q\")",
+            "info(x_total)",
+            "x_total smoothed",
+            "increase(x_total[2m] anchored)",
+            "rate(x_total[step()*4])",
+            "sort_by_label(x_total)",
+            "label_join(x_total, \"j\", \"-\")",
+            "last_over_time(rate(x_total[1m])[5m:])",
+            "min_of(1, 2)",
+            "x_total + fill(0) x_total",
+            "limit_ratio(-0.5, x_total)",
+            "1 / 0 ^ -1 % 2",
+            "\"text\"",
+        ];
+        for q in queries {
+            let _ = e.instant_query(&s, &t, q, 90_000);
+            let _ = e.range_query(&s, &t, q, 0, 180_000, 7_000);
+        }
+        assert_eq!(e.instant_query(&s, &t, "min_of(1, 2)", 0).unwrap().value, Value::Scalar { t: 0, v: 1.0 });
+        let r = e.instant_query(&s, &t, "rate(x_total[step()*4 + 2m])", 120_000).unwrap();
+        let Value::Vector(v) = r.value else { panic!("not a vector") };
+        assert_eq!(v.len(), 1);
+        let r = e.instant_query(&s, &t, "x_total smoothed", 90_000).unwrap();
+        let Value::Vector(v) = r.value else { panic!("not a vector") };
+        assert_eq!(v[0].v, 90.0, "interpolated between 60 and 120");
+    }
+
+    #[test]
     fn errors_have_prometheus_types() {
         let s = store();
         let t = TenantId::anonymous();
@@ -190,6 +241,9 @@ mod tests {
         let small = Engine::new(EngineOptions { max_samples: 2, ..EngineOptions::default() });
         let err = small.instant_query(&s, &t, "x_total", 120_000).unwrap_err();
         assert!(matches!(err, EngineError::TooManySamples(_)), "{err}");
+        let late = Engine::new(EngineOptions { timeout: std::time::Duration::ZERO, ..EngineOptions::default() });
+        let err = late.instant_query(&s, &t, "x_total", 0).unwrap_err();
+        assert_eq!(err.error_type(), "timeout", "{err}");
         let err = e.instant_query(&s, &t, "x_total + on() x_total", 30_000).unwrap_err();
         assert!(err.to_string().contains("many-to-many matching not allowed"), "{err}");
     }

@@ -32,6 +32,7 @@ pub(crate) struct ClosedChunk {
 }
 
 /// Head state of one series.
+#[derive(Debug)]
 pub(crate) struct HeadState {
     /// The open chunk (empty after a cut or a retention drop).
     pub chunk: XorChunk,
@@ -49,16 +50,18 @@ pub(crate) struct HeadState {
 
 impl Default for HeadState {
     fn default() -> Self {
-        Self { chunk: XorChunk::new(), chunk_len: 0, chunk_mint: 0, last: None, min_t: i64::MAX, dirty: true }
+        Self {
+            chunk: XorChunk::new(),
+            chunk_len: 0,
+            chunk_mint: 0,
+            last: None,
+            min_t: i64::MAX,
+            dirty: true,
+        }
     }
 }
 
 impl HeadState {
-    /// True when some retained sample may exist.
-    pub(crate) fn has_data(&self) -> bool {
-        self.last.is_some_and(|l| self.min_t <= l.t)
-    }
-
     /// Newest retained timestamp, if any.
     pub(crate) fn max_t(&self) -> Option<i64> {
         self.last.filter(|l| self.min_t <= l.t).map(|l| l.t)
@@ -66,7 +69,12 @@ impl HeadState {
 
     /// Applies the ordering rules to `s` and stores it when valid. Returns the
     /// verdict and the chunk cut to make room, if any.
-    pub(crate) fn append(&mut self, series: u64, s: Sample, max_per_chunk: usize) -> (Verdict, Option<ClosedChunk>) {
+    pub(crate) fn append(
+        &mut self,
+        series: u64,
+        s: Sample,
+        max_per_chunk: usize,
+    ) -> (Verdict, Option<ClosedChunk>) {
         if let Some(last) = self.last {
             if s.t < last.t {
                 return (Verdict::Rejected(RejectReason::OutOfOrder), None);
@@ -80,7 +88,9 @@ impl HeadState {
             }
         }
         let mut closed = None;
-        if self.chunk_len > 0 && (self.chunk_len >= max_per_chunk || block_start(s.t) != block_start(self.chunk_mint)) {
+        if self.chunk_len > 0
+            && (self.chunk_len >= max_per_chunk || block_start(s.t) != block_start(self.chunk_mint))
+        {
             closed = self.cut(series);
         }
         if self.chunk_len == 0 {
@@ -103,7 +113,12 @@ impl HeadState {
         self.chunk_len = 0;
         self.dirty = true;
         let maxt = self.last.map_or(self.chunk_mint, |l| l.t);
-        Some(ClosedChunk { series, mint: self.chunk_mint, maxt, bytes: chunk.bytes().to_vec() })
+        Some(ClosedChunk {
+            series,
+            mint: self.chunk_mint,
+            maxt,
+            bytes: chunk.bytes().to_vec(),
+        })
     }
 
     /// Retention: forgets the open chunk when it lies in a block before
@@ -133,7 +148,11 @@ impl HeadState {
         buf.extend_from_slice(&last.v.to_bits().to_le_bytes());
         buf.extend_from_slice(&self.chunk_mint.to_le_bytes());
         put_uvarint(buf, self.chunk_len as u64);
-        let bytes = if self.chunk_len > 0 { self.chunk.bytes() } else { &[] };
+        let bytes = if self.chunk_len > 0 {
+            self.chunk.bytes()
+        } else {
+            &[]
+        };
         put_uvarint(buf, bytes.len() as u64);
         buf.extend_from_slice(bytes);
     }
@@ -156,16 +175,27 @@ impl HeadState {
         r.finish("head record")?;
         let chunk = if chunk_len > 0 {
             // `from_bytes` decodes the chunk once, so appends can resume.
-            let chunk = XorChunk::from_bytes(bytes.to_vec()).map_err(|e| format!("open chunk: {e}"))?;
+            let chunk =
+                XorChunk::from_bytes(bytes.to_vec()).map_err(|e| format!("open chunk: {e}"))?;
             if chunk.num_samples() != chunk_len {
-                return Err(format!("open chunk holds {} samples, record says {chunk_len}", chunk.num_samples()));
+                return Err(format!(
+                    "open chunk holds {} samples, record says {chunk_len}",
+                    chunk.num_samples()
+                ));
             }
             chunk
         } else {
             XorChunk::new()
         };
         let last = has_last.then(|| Sample::new(last_t, last_v));
-        Ok(HeadState { chunk, chunk_len, chunk_mint, last, min_t, dirty: false })
+        Ok(HeadState {
+            chunk,
+            chunk_len,
+            chunk_mint,
+            last,
+            min_t,
+            dirty: false,
+        })
     }
 }
 
@@ -178,13 +208,22 @@ mod tests {
     fn ordering_rules() {
         let mut h = HeadState::default();
         assert_eq!(h.append(1, Sample::new(10, 1.0), 120).0, Verdict::Appended);
-        assert_eq!(h.append(1, Sample::new(9, 1.0), 120).0, Verdict::Rejected(RejectReason::OutOfOrder));
+        assert_eq!(
+            h.append(1, Sample::new(9, 1.0), 120).0,
+            Verdict::Rejected(RejectReason::OutOfOrder)
+        );
         assert_eq!(h.append(1, Sample::new(10, 1.0), 120).0, Verdict::Duplicate);
-        assert_eq!(h.append(1, Sample::new(10, 2.0), 120).0, Verdict::Rejected(RejectReason::DuplicateTimestamp));
+        assert_eq!(
+            h.append(1, Sample::new(10, 2.0), 120).0,
+            Verdict::Rejected(RejectReason::DuplicateTimestamp)
+        );
         let nan = f64::from_bits(0x7ff8_0000_0000_0001);
         assert_eq!(h.append(1, Sample::new(11, nan), 120).0, Verdict::Appended);
         assert_eq!(h.append(1, Sample::new(11, nan), 120).0, Verdict::Duplicate);
-        assert_eq!(h.append(1, Sample::new(11, f64::NAN), 120).0, Verdict::Rejected(RejectReason::DuplicateTimestamp));
+        assert_eq!(
+            h.append(1, Sample::new(11, f64::NAN), 120).0,
+            Verdict::Rejected(RejectReason::DuplicateTimestamp)
+        );
         assert_eq!(h.last.map(|l| l.t), Some(11));
         assert_eq!(h.chunk_len, 2);
     }
@@ -208,8 +247,11 @@ mod tests {
         let mut h = HeadState::default();
         h.append(1, Sample::new(5, 1.0), 120);
         assert!(h.drop_before(BLOCK_MS));
-        assert!(!h.has_data());
-        assert_eq!(h.append(1, Sample::new(4, 1.0), 120).0, Verdict::Rejected(RejectReason::OutOfOrder));
+        assert_eq!(h.max_t(), None);
+        assert_eq!(
+            h.append(1, Sample::new(4, 1.0), 120).0,
+            Verdict::Rejected(RejectReason::OutOfOrder)
+        );
     }
 
     #[test]
@@ -232,14 +274,18 @@ mod tests {
 
     #[test]
     fn empty_record_round_trips_and_truncation_is_reported() {
-        let mut h = HeadState::default();
-        h.last = Some(Sample::new(42, 1.5));
-        h.min_t = 40;
+        let h = HeadState {
+            last: Some(Sample::new(42, 1.5)),
+            min_t: 40,
+            ..Default::default()
+        };
         let mut buf = Vec::new();
         h.encode(&mut buf);
         let d = HeadState::decode(&buf).unwrap();
         assert_eq!(d.last, Some(Sample::new(42, 1.5)));
         assert_eq!((d.min_t, d.chunk_len, d.dirty), (40, 0, false));
-        assert!(HeadState::decode(&buf[..10]).unwrap_err().contains("truncated"));
+        assert!(HeadState::decode(&buf[..10])
+            .unwrap_err()
+            .contains("truncated"));
     }
 }

@@ -11,8 +11,8 @@ use crate::error::{IngesterError, Result};
 use crate::head::ApplyWrites;
 use crate::head::Head;
 use crate::keys::{
-    block_start, chunk_key, postings_key, u64_key, CF_CHUNKS, CF_META, CF_POSTINGS, CF_SERIES, CF_WAL, META_NEXT_REF,
-    VALUE_VERSION,
+    block_start, chunk_key, postings_key, u64_key, CF_CHUNKS, CF_META, CF_POSTINGS, CF_SERIES,
+    CF_WAL, META_NEXT_REF, VALUE_VERSION,
 };
 use crate::series::encode_series;
 use crate::wal;
@@ -36,7 +36,11 @@ pub(crate) struct Turn<'a> {
 impl Sequencer {
     /// A sequencer whose last used (and applied) number is `last`.
     pub(crate) fn new(last: u64) -> Self {
-        Self { next: Mutex::new(last + 1), done: Mutex::new(last), turn: Condvar::new() }
+        Self {
+            next: Mutex::new(last + 1),
+            done: Mutex::new(last),
+            turn: Condvar::new(),
+        }
     }
 
     /// Resets after WAL replay (no appender may be running).
@@ -92,7 +96,9 @@ impl Inner {
         let out = self.apply_record(seq, batch, buf.len() as u64)?;
         self.metrics.batches_appended.inc();
         self.metrics.samples_appended.inc_by(out.appended);
-        self.metrics.duplicates_ignored.inc_by(out.duplicates_ignored);
+        self.metrics
+            .duplicates_ignored
+            .inc_by(out.duplicates_ignored);
         for r in &out.rejected {
             self.metrics.reject(r.reason.as_str());
         }
@@ -102,7 +108,12 @@ impl Inner {
     /// Applies one batch (live or replayed) and persists what it created:
     /// new series, their postings, the next ref, closed chunks. The RocksDB
     /// write is unsynced: the WAL record already makes the batch durable.
-    pub(crate) fn apply_record(&self, seq: u64, batch: &WriteBatch, wal_len: u64) -> Result<AppendOutcome> {
+    pub(crate) fn apply_record(
+        &self,
+        seq: u64,
+        batch: &WriteBatch,
+        wal_len: u64,
+    ) -> Result<AppendOutcome> {
         let mut head = self.head.write();
         let mut writes = ApplyWrites::default();
         let out = head.apply(batch, &mut writes);
@@ -110,7 +121,11 @@ impl Inner {
         self.wal_sizes.lock().push_back((seq, wal_len));
         self.metrics.wal_bytes.inc_by(wal_len as i64);
         let wb = self.encode_writes(&head, &writes);
-        let res = if wb.is_empty() { Ok(()) } else { self.db.write(wb) };
+        let res = if wb.is_empty() {
+            Ok(())
+        } else {
+            self.db.write(wb)
+        };
         self.metrics.active_series.set(head.series.len() as i64);
         self.metrics.head_chunks.set(head.head_chunks as i64);
         drop(head);
@@ -120,7 +135,9 @@ impl Inner {
             *self.failed.lock() = Some(err.to_string());
             return Err(err);
         }
-        self.metrics.chunks_persisted.inc_by(writes.closed.len() as u64);
+        self.metrics
+            .chunks_persisted
+            .inc_by(writes.closed.len() as u64);
         Ok(out)
     }
 
@@ -129,7 +146,10 @@ impl Inner {
         let mut wb = rocksdb::WriteBatch::default();
         let mut buf = Vec::new();
         for r in &writes.new_series {
-            let s = head.series.get(r).expect("BUG: created series is in the head");
+            let s = head
+                .series
+                .get(r)
+                .expect("BUG: created series is in the head");
             buf.clear();
             encode_series(&s.tenant, &s.labels, &mut buf);
             wb.put_cf(self.cf(CF_SERIES), u64_key(*r), &buf);
@@ -145,7 +165,11 @@ impl Inner {
             buf.push(VALUE_VERSION);
             buf.extend_from_slice(&c.maxt.to_le_bytes());
             buf.extend_from_slice(&c.bytes);
-            wb.put_cf(self.cf(CF_CHUNKS), chunk_key(block_start(c.mint), c.series, c.mint), &buf);
+            wb.put_cf(
+                self.cf(CF_CHUNKS),
+                chunk_key(block_start(c.mint), c.series, c.mint),
+                &buf,
+            );
         }
         wb
     }

@@ -4,8 +4,8 @@ use super::Inner;
 use crate::error::{IngesterError, Result};
 use crate::head::HeadState;
 use crate::keys::{
-    parse_postings_key, parse_u64_key, u64_key, CF_HEAD, CF_META, CF_POSTINGS, CF_SERIES, CF_WAL, FORMAT_VERSION,
-    META_CHECKPOINT_SEQ, META_FORMAT_VERSION, META_NEXT_REF,
+    parse_postings_key, parse_u64_key, u64_key, CF_HEAD, CF_META, CF_POSTINGS, CF_SERIES, CF_WAL,
+    FORMAT_VERSION, META_CHECKPOINT_SEQ, META_FORMAT_VERSION, META_NEXT_REF,
 };
 use crate::series::decode_series;
 use crate::wal;
@@ -14,8 +14,13 @@ use std::path::Path;
 
 /// Writes the format version into a new directory, or checks an existing one.
 pub(super) fn check_format_version(db: &DB, dir: &Path) -> Result<()> {
-    let meta = db.cf_handle(CF_META).expect("BUG: every column family is opened at start");
-    match db.get_cf(meta, META_FORMAT_VERSION).map_err(IngesterError::rocks("reading the format version"))? {
+    let meta = db
+        .cf_handle(CF_META)
+        .expect("BUG: every column family is opened at start");
+    match db
+        .get_cf(meta, META_FORMAT_VERSION)
+        .map_err(IngesterError::rocks("reading the format version"))?
+    {
         Some(v) if v == [FORMAT_VERSION] => Ok(()),
         Some(v) => Err(IngesterError::FormatVersion {
             dir: dir.display().to_string(),
@@ -30,11 +35,16 @@ pub(super) fn check_format_version(db: &DB, dir: &Path) -> Result<()> {
 
 /// Reads a u64 BE meta value (0 when absent).
 fn meta_u64(db: &DB, inner: &Inner, key: &[u8]) -> Result<u64> {
-    let v = db.get_cf(inner.cf(CF_META), key).map_err(IngesterError::rocks("reading TSDB metadata"))?;
+    let v = db
+        .get_cf(inner.cf(CF_META), key)
+        .map_err(IngesterError::rocks("reading TSDB metadata"))?;
     match v {
         None => Ok(0),
         Some(b) => parse_u64_key(&b).ok_or_else(|| {
-            IngesterError::corrupt(format!("meta key {}", String::from_utf8_lossy(key)), format!("{} bytes, want 8", b.len()))
+            IngesterError::corrupt(
+                format!("meta key {}", String::from_utf8_lossy(key)),
+                format!("{} bytes, want 8", b.len()),
+            )
         }),
     }
 }
@@ -88,11 +98,18 @@ impl Inner {
 
     fn load_postings(&self) -> Result<()> {
         let mut head = self.head.write();
-        for item in self.db.iterator_cf(self.cf(CF_POSTINGS), IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_POSTINGS), IteratorMode::Start)
+        {
             let (k, _) = item.map_err(IngesterError::rocks("loading postings"))?;
             match parse_postings_key(&k) {
-                Some(p) if head.series.contains_key(&p.series) => head.load_posting(p.tenant, p.name, p.value, p.series),
-                Some(p) => tracing::warn!(series = p.series, "skipping posting of an unknown series"),
+                Some(p) if head.series.contains_key(&p.series) => {
+                    head.load_posting(p.tenant, p.name, p.value, p.series)
+                }
+                Some(p) => {
+                    tracing::warn!(series = p.series, "skipping posting of an unknown series")
+                }
                 None => tracing::warn!(key = ?k, "skipping malformed postings key"),
             }
         }
@@ -128,7 +145,13 @@ impl Inner {
         let start = u64_key(after.saturating_add(1));
         let mut last = after;
         let mut replayed = 0u64;
-        let mut it = self.db.iterator_cf(self.cf(CF_WAL), IteratorMode::From(&start, Direction::Forward)).peekable();
+        let mut it = self
+            .db
+            .iterator_cf(
+                self.cf(CF_WAL),
+                IteratorMode::From(&start, Direction::Forward),
+            )
+            .peekable();
         while let Some(item) = it.next() {
             let (k, v) = item.map_err(IngesterError::rocks("reading the WAL"))?;
             let Some(seq) = parse_u64_key(&k) else {

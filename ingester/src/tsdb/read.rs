@@ -7,7 +7,10 @@
 use super::{Inner, Tsdb};
 use crate::error::{IngesterError, Result};
 use crate::head::{Head, MemSeries};
-use crate::keys::{block_start, chunk_prefix, parse_chunk_key, prefix_upper_bound, ts_bytes, BLOCK_MS, CF_CHUNKS, VALUE_VERSION};
+use crate::keys::{
+    block_start, chunk_prefix, parse_chunk_key, prefix_upper_bound, ts_bytes, BLOCK_MS, CF_CHUNKS,
+    VALUE_VERSION,
+};
 use crate::series::{label_value, to_labels};
 use aion_model::chunk::XorIter;
 use aion_model::labels::Labels;
@@ -24,7 +27,7 @@ struct Candidate {
     labels: Labels,
     min_t: i64,
     max_t: i64,
-    /// Open chunk (mint, bytes) when it overlaps the range.
+    /// Open chunk (mint, bytes) when it may overlap the range.
     head: Option<(i64, Vec<u8>)>,
 }
 
@@ -48,31 +51,67 @@ fn candidate(r: u64, s: &MemSeries, hints: &SelectHints) -> Option<Candidate> {
     }
     let head = (s.state.chunk_len > 0 && s.state.chunk_mint <= hints.end)
         .then(|| (s.state.chunk_mint, s.state.chunk.bytes().to_vec()));
-    Some(Candidate { r, labels: to_labels(&s.labels), min_t, max_t, head })
+    Some(Candidate {
+        r,
+        labels: to_labels(&s.labels),
+        min_t,
+        max_t,
+        head,
+    })
 }
 
-fn decode_chunk(bytes: &[u8], what: impl Fn() -> String, hints: &SelectHints, out: &mut Vec<Sample>) -> Result<()> {
+fn decode_chunk(
+    bytes: &[u8],
+    what: impl Fn() -> String,
+    hints: &SelectHints,
+    out: &mut Vec<Sample>,
+) -> Result<()> {
     for s in XorIter::new(bytes) {
         let s = s.map_err(|e| IngesterError::corrupt(what(), e.to_string()))?;
         if s.t > hints.end {
             break;
         }
-        if s.t >= hints.start && out.last().is_none_or(|l| l.t < s.t) {
+        if s.t >= hints.start {
             out.push(s);
         }
     }
     Ok(())
 }
 
+/// Chunks of one series normally follow each other in time. They overlap
+/// when a restart replayed the WAL with other chunk boundaries than the run
+/// that persisted them (e.g. `max_samples_per_chunk` changed): the replayed
+/// chunk then repeats samples of persisted ones. Same timestamp means the same
+/// sample (both come from the same WAL records), so sort by time and keep one.
+fn merge_overlaps(samples: &mut Vec<Sample>) {
+    if samples.windows(2).all(|w| w[0].t < w[1].t) {
+        return;
+    }
+    samples.sort_by_key(|s| s.t);
+    samples.dedup_by_key(|s| s.t);
+}
+
 impl Inner {
     /// Matching series of `tenant` that may have samples in range, sorted by labels.
-    fn candidates(&self, head: &Head, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> Vec<Candidate> {
+    fn candidates(
+        &self,
+        head: &Head,
+        tenant: &TenantId,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+    ) -> Vec<Candidate> {
         if hints.start > hints.end {
             return Vec::new();
         }
-        let Some(idx) = head.tenants.get(tenant.as_str()) else { return Vec::new() };
+        let Some(idx) = head.tenants.get(tenant.as_str()) else {
+            return Vec::new();
+        };
         let mut out: Vec<Candidate> = idx
-            .select(matchers, |r, m| head.series.get(&r).is_some_and(|s| m.matches(label_value(&s.labels, &m.name))))
+            .select(matchers, |r, m| {
+                head.series
+                    .get(&r)
+                    .is_some_and(|s| m.matches(label_value(&s.labels, &m.name)))
+            })
             .into_iter()
             .filter_map(|r| head.series.get(&r).and_then(|s| candidate(r, s, hints)))
             .collect();
@@ -103,7 +142,9 @@ impl Inner {
         loop {
             // Jump over empty blocks: land on the first key at or after `block`.
             it.seek(ts_bytes(block));
-            let Some((b, _, _)) = it.key().and_then(parse_chunk_key) else { break };
+            let Some((b, _, _)) = it.key().and_then(parse_chunk_key) else {
+                break;
+            };
             if b > hi_block {
                 break;
             }
@@ -115,7 +156,9 @@ impl Inner {
                     if !k.starts_with(&prefix) {
                         break;
                     }
-                    let Some((_, _, mint)) = parse_chunk_key(k) else { break };
+                    let Some((_, _, mint)) = parse_chunk_key(k) else {
+                        break;
+                    };
                     if v.len() < 9 || v[0] != VALUE_VERSION {
                         return Err(IngesterError::corrupt(
                             format!("chunk of series {r} at {mint}"),
@@ -124,7 +167,10 @@ impl Inner {
                     }
                     let maxt = i64::from_le_bytes(v[1..9].try_into().expect("BUG: slice of 8"));
                     if maxt >= hints.start && mint <= hints.end {
-                        out.entry(r).or_default().push(StoredChunk { mint, bytes: v[9..].to_vec() });
+                        out.entry(r).or_default().push(StoredChunk {
+                            mint,
+                            bytes: v[9..].to_vec(),
+                        });
                     }
                     it.next();
                 }
@@ -134,7 +180,8 @@ impl Inner {
                 _ => break,
             }
         }
-        it.status().map_err(IngesterError::rocks("reading chunks"))?;
+        it.status()
+            .map_err(IngesterError::rocks("reading chunks"))?;
         Ok(out)
     }
 
@@ -147,29 +194,51 @@ impl Inner {
     ) -> Result<Vec<Vec<Sample>>> {
         let mut refs: Vec<u64> = cands.iter().map(|c| c.r).collect();
         refs.sort_unstable();
-        let lo = cands.iter().map(|c| c.min_t).min().unwrap_or(i64::MAX).max(hints.start);
-        let hi = cands.iter().map(|c| c.max_t).max().unwrap_or(i64::MIN).min(hints.end);
+        let lo = cands
+            .iter()
+            .map(|c| c.min_t)
+            .min()
+            .unwrap_or(i64::MAX)
+            .max(hints.start);
+        let hi = cands
+            .iter()
+            .map(|c| c.max_t)
+            .max()
+            .unwrap_or(i64::MIN)
+            .min(hints.end);
         let mut stored = self.read_chunks(snap, &refs, lo, hi, hints)?;
         let mut out = Vec::with_capacity(cands.len());
         for c in cands {
             let mut samples = Vec::new();
-            let head_mint = c.head.as_ref().map(|(m, _)| *m);
             for ch in stored.remove(&c.r).unwrap_or_default() {
-                if Some(ch.mint) == head_mint {
-                    continue; // the open chunk supersedes a stale copy
-                }
-                decode_chunk(&ch.bytes, || format!("chunk of series {} at {}", c.r, ch.mint), hints, &mut samples)?;
+                decode_chunk(
+                    &ch.bytes,
+                    || format!("chunk of series {} at {}", c.r, ch.mint),
+                    hints,
+                    &mut samples,
+                )?;
             }
             if let Some((mint, bytes)) = &c.head {
-                decode_chunk(bytes, || format!("open chunk of series {} at {mint}", c.r), hints, &mut samples)?;
+                decode_chunk(
+                    bytes,
+                    || format!("open chunk of series {} at {mint}", c.r),
+                    hints,
+                    &mut samples,
+                )?;
             }
+            merge_overlaps(&mut samples);
             out.push(samples);
         }
         Ok(out)
     }
 
     /// Series matching `matchers` with their samples in `hints`, sorted by labels.
-    pub(crate) fn select(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<Series>> {
+    pub(crate) fn select(
+        &self,
+        tenant: &TenantId,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+    ) -> Result<Vec<Series>> {
         let head = self.head.read();
         let cands = self.candidates(&head, tenant, hints, matchers);
         let snap = self.db.snapshot();
@@ -179,38 +248,75 @@ impl Inner {
             .into_iter()
             .zip(samples)
             .filter(|(_, s)| !s.is_empty())
-            .map(|(c, samples)| Series { labels: c.labels, samples })
+            .map(|(c, samples)| Series {
+                labels: c.labels,
+                samples,
+            })
             .collect())
     }
 
     /// Labels of matching series with at least one sample in `hints`, sorted;
     /// decodes only series whose span straddles the range boundaries.
-    pub(crate) fn matching_labels(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<Labels>> {
+    pub(crate) fn matching_labels(
+        &self,
+        tenant: &TenantId,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+    ) -> Result<Vec<Labels>> {
         let head = self.head.read();
         let cands = self.candidates(&head, tenant, hints, matchers);
         let snap = self.db.snapshot();
         drop(head);
-        let (sure, unsure): (Vec<Candidate>, Vec<Candidate>) = cands.into_iter().partition(|c| surely_in_range(c, hints));
+        let (sure, unsure): (Vec<Candidate>, Vec<Candidate>) =
+            cands.into_iter().partition(|c| surely_in_range(c, hints));
         let checked = self.read_samples(&snap, &unsure, hints)?;
         let mut out: Vec<Labels> = sure.into_iter().map(|c| c.labels).collect();
-        out.extend(unsure.into_iter().zip(checked).filter(|(_, s)| !s.is_empty()).map(|(c, _)| c.labels));
+        out.extend(
+            unsure
+                .into_iter()
+                .zip(checked)
+                .filter(|(_, s)| !s.is_empty())
+                .map(|(c, _)| c.labels),
+        );
         out.sort();
         Ok(out)
     }
 }
 
 impl Queryable for Tsdb {
-    fn select(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> std::result::Result<Vec<Series>, StorageError> {
-        self.inner.select(tenant, hints, matchers).map_err(StorageError::from)
+    fn select(
+        &self,
+        tenant: &TenantId,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+    ) -> std::result::Result<Vec<Series>, StorageError> {
+        self.inner
+            .select(tenant, hints, matchers)
+            .map_err(StorageError::from)
     }
 
-    fn series(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> std::result::Result<Vec<Labels>, StorageError> {
-        self.inner.matching_labels(tenant, hints, matchers).map_err(StorageError::from)
+    fn series(
+        &self,
+        tenant: &TenantId,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+    ) -> std::result::Result<Vec<Labels>, StorageError> {
+        self.inner
+            .matching_labels(tenant, hints, matchers)
+            .map_err(StorageError::from)
     }
 
-    fn label_names(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> std::result::Result<Vec<String>, StorageError> {
+    fn label_names(
+        &self,
+        tenant: &TenantId,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+    ) -> std::result::Result<Vec<String>, StorageError> {
         let labels = self.inner.matching_labels(tenant, hints, matchers)?;
-        let names: BTreeSet<&str> = labels.iter().flat_map(|l| l.iter().map(|p| p.name.as_str())).collect();
+        let names: BTreeSet<&str> = labels
+            .iter()
+            .flat_map(|l| l.iter().map(|p| p.name.as_str()))
+            .collect();
         Ok(names.into_iter().map(str::to_string).collect())
     }
 

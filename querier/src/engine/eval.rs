@@ -10,11 +10,14 @@ mod aggregate;
 mod binary;
 mod call;
 mod call_hist;
+mod call_info;
 mod call_range;
+mod extended;
 mod output;
 mod selector;
 mod subquery;
 
+pub(crate) use extended::EXT_MARKER;
 pub(crate) use output::{finish_instant, finish_range};
 
 use super::annotations::Annotations;
@@ -57,6 +60,8 @@ pub(crate) struct Shared {
     pub lookback: i64,
     /// String literals that are invalid UTF-8 in Go: (parsed text, Go-quoted form).
     pub invalid_literals: Vec<(String, String)>,
+    /// Source positions for annotations.
+    pub positions: super::positions::Positions,
 }
 
 /// Evaluates expressions over the steps `start..=end` every `interval` ms.
@@ -88,6 +93,7 @@ impl Shared {
             max_samples: opts.max_samples,
             lookback: opts.lookback_delta.as_millis() as i64,
             invalid_literals: Vec::new(),
+            positions: Default::default(),
         }
     }
 }
@@ -110,7 +116,7 @@ impl<'a> Evaluator<'a> {
 
     /// Fails when the query ran out of time.
     pub fn check_deadline(&self) -> Result<(), EngineError> {
-        if Instant::now() > self.shared.deadline {
+        if Instant::now() >= self.shared.deadline {
             return Err(EngineError::Timeout("query execution".into()));
         }
         Ok(())
@@ -134,6 +140,11 @@ impl<'a> Evaluator<'a> {
     /// Records an info annotation (text without the `PromQL info: ` prefix).
     pub fn info(&self, msg: String) {
         self.shared.ann.borrow_mut().info(msg);
+    }
+
+    /// ` (line:col)` of argument `arg` of the call/aggregation `node` (itself when `None`).
+    pub fn pos<T>(&self, node: &T, arg: Option<usize>) -> String {
+        self.shared.positions.suffix(node as *const T as usize, arg)
     }
 
     /// Offset in milliseconds.
@@ -238,14 +249,29 @@ pub(crate) struct Out {
 impl Out {
     /// Adds the point `(t, v)` to the series with `labels`.
     pub fn push(&mut self, labels: Labels, drop_name: bool, t: i64, v: f64) -> Result<(), EngineError> {
-        let i = match self.index.get(&labels) {
+        let i = self.slot_owned(labels);
+        self.push_at(i, drop_name, t, v)
+    }
+
+    /// The index of the output series with `labels`, created when new.
+    pub fn slot(&mut self, labels: &Labels) -> usize {
+        match self.index.get(labels) {
             Some(&i) => i,
-            None => {
-                self.series.push(Ser { labels: labels.clone(), drop_name, points: Vec::new() });
-                self.index.insert(labels, self.series.len() - 1);
-                self.series.len() - 1
-            }
-        };
+            None => self.slot_owned(labels.clone()),
+        }
+    }
+
+    fn slot_owned(&mut self, labels: Labels) -> usize {
+        if let Some(&i) = self.index.get(&labels) {
+            return i;
+        }
+        self.series.push(Ser { labels: labels.clone(), drop_name: false, points: Vec::new() });
+        self.index.insert(labels, self.series.len() - 1);
+        self.series.len() - 1
+    }
+
+    /// Adds the point `(t, v)` to output series `i` (from [`Out::slot`]).
+    pub fn push_at(&mut self, i: usize, drop_name: bool, t: i64, v: f64) -> Result<(), EngineError> {
         let s = &mut self.series[i];
         if s.points.last().is_some_and(|p| p.t == t) {
             return Err(dup_labelset());
@@ -253,6 +279,26 @@ impl Out {
         s.drop_name |= drop_name;
         s.points.push(Sample::new(t, v));
         Ok(())
+    }
+}
+
+/// Dense ids for distinct label sets (matching signatures, group keys).
+#[derive(Default)]
+pub(crate) struct Interner {
+    ids: HashMap<Labels, usize>,
+    /// The label set of each id.
+    pub labels: Vec<Labels>,
+}
+
+impl Interner {
+    /// The id of `l`, assigned in order of first appearance.
+    pub fn id(&mut self, l: Labels) -> usize {
+        if let Some(&i) = self.ids.get(&l) {
+            return i;
+        }
+        self.labels.push(l.clone());
+        self.ids.insert(l, self.labels.len() - 1);
+        self.labels.len() - 1
     }
 }
 

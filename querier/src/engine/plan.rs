@@ -1,13 +1,179 @@
 //! Query planning: parsing with `promql-parser` and the checks Prometheus
 //! makes before evaluating.
 
+pub mod duration;
+
+pub use duration::DurationContext;
+
 use super::EngineError;
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::Expr;
 
-/// Parses `query`, mapping parser errors to [`EngineError::Parse`].
-pub fn parse(query: &str) -> Result<Expr, EngineError> {
-    promql_parser::parser::parse(query).map_err(EngineError::Parse)
+/// Label of a placeholder matcher that lets `info(v, {data=~".*"})` parse
+/// (the parser wants a non-empty matcher); `info()` ignores it.
+pub const INFO_MARKER: &str = "__aion_info_selector__";
+
+/// Parses `query`, mapping parser errors to [`EngineError::Parse`]. Syntax
+/// the parser lacks (duration expressions, `info()` with only empty-matching
+/// data matchers) is rewritten first when the plain parse fails.
+pub fn parse(query: &str, ctx: DurationContext) -> Result<Expr, EngineError> {
+    let err = match promql_parser::parser::parse(query) {
+        Ok(e) => return Ok(e),
+        Err(err) => err,
+    };
+    let mut q = query.to_string();
+    let mut changed = false;
+    if let Some(r) = duration::rewrite(&q, ctx) {
+        q = r;
+        changed = true;
+        if let Ok(e) = promql_parser::parser::parse(&q) {
+            return Ok(e);
+        }
+    }
+    if let Some(r) = mark_extended_selectors(&q) {
+        q = r;
+        changed = true;
+    }
+    if let Some(r) = mark_info_selectors(&q) {
+        q = r;
+        changed = true;
+    }
+    if changed {
+        if let Ok(e) = promql_parser::parser::parse(&q) {
+            return Ok(e);
+        }
+    }
+    Err(EngineError::Parse(err))
+}
+
+/// Words after which an identifier is not a metric name.
+const KEYWORDS: &[&str] = &[
+    "offset",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "atan2",
+    "inf",
+    "nan",
+    "start",
+    "end",
+];
+
+/// Moves `anchored`/`smoothed` modifiers into a placeholder matcher of the
+/// selector before them, so the parser accepts the query.
+fn mark_extended_selectors(query: &str) -> Option<String> {
+    let b = query.as_bytes();
+    let (mut i, mut braces) = (0usize, 0i32);
+    let mut last_sel: Option<(usize, bool)> = None;
+    let mut edits: Vec<(usize, String, usize)> = Vec::new(); // (insert at, text, then skip to)
+    while i < b.len() {
+        let c = b[i];
+        if c == b'"' || c == b'\'' || c == b'`' {
+            i += 1;
+            while i < b.len() && b[i] != c {
+                i += if b[i] == b'\\' && c != b'`' { 2 } else { 1 };
+            }
+            i += 1;
+        } else if c == b'{' {
+            if braces == 0 {
+                last_sel = Some((i + 1, true));
+            }
+            braces += 1;
+            i += 1;
+        } else if c == b'}' {
+            braces -= 1;
+            i += 1;
+        } else if c.is_ascii_digit() || c == b'.' {
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.') {
+                i += 1;
+            }
+        } else if braces == 0 && (c.is_ascii_alphabetic() || c == b'_' || c == b':') {
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
+                i += 1;
+            }
+            let word = query[start..i].to_ascii_lowercase();
+            if word == "anchored" || word == "smoothed" {
+                let (at, has_braces) = last_sel?;
+                let text = if has_braces {
+                    format!("{}=\"{word}\",", crate::engine::eval::EXT_MARKER)
+                } else {
+                    format!("{{{}=\"{word}\"}}", crate::engine::eval::EXT_MARKER)
+                };
+                edits.push((at, text, start));
+                edits.push((start, String::new(), i));
+            } else if !KEYWORDS.contains(&word.as_str()) && query[i..].trim_start().as_bytes().first() != Some(&b'(') {
+                last_sel = Some((i, false));
+            }
+        } else {
+            i += 1;
+        }
+    }
+    if edits.is_empty() {
+        return None;
+    }
+    edits.sort_by_key(|e| e.0);
+    let mut out = String::with_capacity(query.len() + 64);
+    let mut pos = 0;
+    for (at, text, skip_to) in edits {
+        if at < pos {
+            return None;
+        }
+        out.push_str(&query[pos..at]);
+        out.push_str(&text);
+        pos = if text.is_empty() { skip_to } else { at };
+    }
+    out.push_str(&query[pos..]);
+    Some(out)
+}
+
+/// Inserts [`INFO_MARKER`] into the selector argument of every `info(` call.
+fn mark_info_selectors(query: &str) -> Option<String> {
+    let b = query.as_bytes();
+    let mut out = String::with_capacity(query.len() + 64);
+    let mut last = 0;
+    let mut found = false;
+    for (start, _) in query.match_indices("info(") {
+        if start > 0 && (b[start - 1].is_ascii_alphanumeric() || b[start - 1] == b'_') {
+            continue;
+        }
+        // Find the top-level comma of this call, then its selector's `{`.
+        let mut depth = 0i32;
+        let mut i = start + 4;
+        while i < b.len() {
+            match b[i] {
+                b'(' | b'{' | b'[' => depth += 1,
+                b')' | b'}' | b']' => depth -= 1,
+                b',' if depth == 1 => break,
+                _ => {}
+            }
+            if depth == 0 {
+                break;
+            }
+            i += 1;
+        }
+        if i >= b.len() || b[i] != b',' {
+            continue;
+        }
+        let brace = i + 1 + query[i + 1..].len() - query[i + 1..].trim_start().len();
+        if b.get(brace) != Some(&b'{') || brace < last {
+            continue;
+        }
+        out.push_str(&query[last..=brace]);
+        out.push_str(INFO_MARKER);
+        out.push_str("=~\".+\",");
+        last = brace + 1;
+        found = true;
+    }
+    out.push_str(&query[last..]);
+    found.then_some(out)
 }
 
 /// Checks that `e` may be the body of a range query.
@@ -31,11 +197,23 @@ mod tests {
 
     #[test]
     fn parses_and_rejects_matrix_range_queries() {
+        let parse = |q: &str| parse(q, DurationContext { step_ms: 0, range_ms: 0 });
         assert!(parse("sum(rate(x[5m]))").is_ok());
         assert!(matches!(parse("sum(("), Err(EngineError::Parse(_))));
         let m = parse("x[5m]").unwrap();
         assert!(check_range_query(&m).is_err());
         assert!(check_range_query(&parse("1 + 1").unwrap()).is_ok());
+        assert!(parse(r#"info(metric, {data=~".*"})"#).is_ok());
+        assert_eq!(
+            mark_extended_selectors(r#"rate(m{a="b"}[1m] anchored) + m offset -100 smoothed"#).as_deref(),
+            Some(
+                r#"rate(m{__aion_range_modifier__="anchored",a="b"}[1m] ) + m{__aion_range_modifier__="smoothed"} offset -100 "#
+            )
+        );
+        assert_eq!(
+            mark_info_selectors(r#"info(rate(x[5m]), {a=~".*"})"#).as_deref(),
+            Some(r#"info(rate(x[5m]), {__aion_info_selector__=~".+",a=~".*"})"#)
+        );
     }
 }
 

@@ -97,7 +97,8 @@ impl FileReport {
                 (Outcome::Failed(why), Some(reason)) => {
                     s.known += 1;
                     if verbose {
-                        let _ = writeln!(details, "  known failure {}:{} {} ({reason}): {why}", self.file, e.line, e.query);
+                        let _ =
+                            writeln!(details, "  known failure {}:{} {} ({reason}): {why}", self.file, e.line, e.query);
                     }
                 }
                 (Outcome::Failed(why), None) => {

@@ -4,10 +4,10 @@ use super::check::check_eval;
 use super::script::{Command, EvalCmd, EvalKind, ExpectedLine};
 use super::series::{Point, SeriesDesc};
 use crate::engine::{Engine, QueryResult, Value, VectorSample};
-use promql_parser::parser::value::ValueType;
 use aion_model::sample::stale_nan;
 use aion_model::storage::{Appender, Queryable, SeriesSamples, WriteBatch};
 use aion_model::{Labels, Sample, TenantId};
+use promql_parser::parser::value::ValueType;
 use promql_parser::parser::Expr;
 
 /// A storage a script can load into and query.
@@ -47,6 +47,8 @@ struct State {
     storage: Box<dyn ScriptStorage>,
     /// Series holding native histogram samples (their evals are skipped).
     histogram_series: Vec<Labels>,
+    /// Series with start timestamps, which the storage model lacks (their evals are skipped).
+    start_ts_series: Vec<Labels>,
 }
 
 impl<'a> Runner<'a> {
@@ -55,13 +57,19 @@ impl<'a> Runner<'a> {
         Self { engine, new_storage: Box::new(new_storage), tenant: TenantId::anonymous() }
     }
 
+    /// Loads and queries as `tenant` instead of `anonymous`.
+    pub fn with_tenant(mut self, tenant: TenantId) -> Self {
+        self.tenant = tenant;
+        self
+    }
+
     /// Runs every command of a script; one report per eval.
     pub fn run(&mut self, cmds: &[Command]) -> Vec<EvalReport> {
-        let mut st = State { storage: (self.new_storage)(), histogram_series: Vec::new() };
+        let mut st = self.fresh_state();
         let mut out = Vec::new();
         for c in cmds {
             match c {
-                Command::Clear => st = State { storage: (self.new_storage)(), histogram_series: Vec::new() },
+                Command::Clear => st = self.fresh_state(),
                 Command::Load { interval_ms, nhcb, series, line } => {
                     if let Err(e) = self.load(&mut st, *interval_ms, *nhcb, series) {
                         out.push(EvalReport {
@@ -85,14 +93,22 @@ impl<'a> Runner<'a> {
         out
     }
 
+    fn fresh_state(&mut self) -> State {
+        State { storage: (self.new_storage)(), histogram_series: Vec::new(), start_ts_series: Vec::new() }
+    }
+
     fn load(&self, st: &mut State, interval: i64, nhcb: bool, series: &[SeriesDesc]) -> Result<(), String> {
         let mut batch = WriteBatch { tenant: self.tenant.clone(), series: Vec::new() };
         // A series defined twice in one load keeps its last definition, as in Prometheus.
         let mut last: std::collections::HashMap<&Labels, usize> = std::collections::HashMap::new();
-        for (i, s) in series.iter().enumerate() {
+        for (i, s) in series.iter().enumerate().filter(|(_, s)| !s.start_timestamps) {
             last.insert(&s.labels, i);
         }
         for (i, s) in series.iter().enumerate() {
+            if s.start_timestamps {
+                st.start_ts_series.push(s.labels.clone());
+                continue;
+            }
             if last.get(&s.labels) != Some(&i) {
                 continue;
             }
@@ -141,7 +157,8 @@ impl<'a> Runner<'a> {
         let res = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
             Ok(r) => r,
             Err(p) => {
-                let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+                let msg =
+                    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
                 return Outcome::Failed(format!("engine panicked: {}", msg.unwrap_or_default()));
             }
         };
@@ -165,7 +182,8 @@ impl<'a> Runner<'a> {
         let Ok(expr) = promql_parser::parser::parse(&e.query) else { return Ok(()) };
         let vt = expr.value_type();
         // Functions of the query's own range/step differ between the two modes by design.
-        if !matches!(vt, ValueType::Scalar | ValueType::Vector) || calls_any(&expr, &["step", "range", "start", "end"]) {
+        if !matches!(vt, ValueType::Scalar | ValueType::Vector) || calls_any(&expr, &["step", "range", "start", "end"])
+        {
             return Ok(());
         }
         let res = self
@@ -197,10 +215,29 @@ fn skip_reason(st: &State, e: &EvalCmd) -> Option<String> {
     if hist_expected {
         return Some("expects native histogram samples".into());
     }
+    if !st.start_ts_series.is_empty() {
+        if let Ok(expr) = promql_parser::parser::parse(&e.query) {
+            let mut hit = false;
+            walk_selectors(&expr, &mut |vs| hit |= st.start_ts_series.iter().any(|l| selector_matches(vs, l)));
+            if hit {
+                return Some("needs sample start timestamps".into());
+            }
+        }
+    }
     if st.histogram_series.is_empty() {
         return None;
     }
-    let expr = promql_parser::parser::parse(&e.query).ok()?;
+    let Ok(expr) = promql_parser::parser::parse(&e.query) else {
+        // Unparsed syntax (e.g. the `</` trim operators) on histogram series.
+        let names = st.histogram_series.iter().filter_map(|l| l.metric_name());
+        let hit = names.into_iter().any(|n| {
+            e.query.match_indices(n).any(|(i, _)| {
+                let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+                !e.query[..i].ends_with(word) && !e.query[i + n.len()..].starts_with(word)
+            })
+        });
+        return hit.then(|| "native histogram syntax the parser lacks".to_string());
+    };
     let mut hit = false;
     walk_selectors(&expr, &mut |vs| {
         hit |= st.histogram_series.iter().any(|l| selector_matches(vs, l));

@@ -23,6 +23,8 @@ pub struct SeriesDesc {
     pub labels: Labels,
     /// One point per slot.
     pub points: Vec<Point>,
+    /// The line gives start timestamps (`name{...}@st ...`), not values.
+    pub start_timestamps: bool,
 }
 
 /// Parses a Prometheus duration such as `1h30m`, `10s53ms`, `0` or `-5m`, in milliseconds.
@@ -103,9 +105,7 @@ pub fn parse_labels_prefix(s: &str) -> Result<(Labels, &str), String> {
             let (lname, r) = if rest.starts_with(['"', '\'', '`']) {
                 read_quoted(rest)?
             } else {
-                let e = rest
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
-                    .unwrap_or(rest.len());
+                let e = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')).unwrap_or(rest.len());
                 if e == 0 {
                     return Err(format!("bad label set at {rest:?}"));
                 }
@@ -212,7 +212,9 @@ pub fn parse_values(s: &str) -> Result<Vec<Point>, String> {
             continue;
         }
         let (head, times) = match tok.rsplit_once('x') {
-            Some((h, n)) if !h.is_empty() && n.parse::<usize>().is_ok() && !h.to_ascii_lowercase().starts_with("0x") => {
+            Some((h, n))
+                if !h.is_empty() && n.parse::<usize>().is_ok() && !h.to_ascii_lowercase().starts_with("0x") =>
+            {
                 (h, Some(n.parse::<usize>().map_err(|e| e.to_string())?))
             }
             _ => (tok, None),
@@ -256,7 +258,11 @@ fn split_increment(s: &str) -> Option<usize> {
 /// Parses a whole series description line.
 pub fn parse_series_desc(line: &str) -> Result<SeriesDesc, String> {
     let (labels, rest) = parse_labels_prefix(line)?;
-    Ok(SeriesDesc { labels, points: parse_values(rest)? })
+    if rest.starts_with("@st") {
+        // Start timestamps: kept only to recognise (and skip) the evals that need them.
+        return Ok(SeriesDesc { labels, points: Vec::new(), start_timestamps: true });
+    }
+    Ok(SeriesDesc { labels, points: parse_values(rest)?, start_timestamps: false })
 }
 
 #[cfg(test)]
@@ -272,7 +278,20 @@ mod tests {
         use Point::*;
         assert_eq!(
             d.points,
-            vec![Float(1.0), Float(3.0), Float(5.0), Float(7.0), Gap, Gap, Stale, Float(-1.0), Float(-2.0), Float(5.0), Float(5.0), Float(5.0)]
+            vec![
+                Float(1.0),
+                Float(3.0),
+                Float(5.0),
+                Float(7.0),
+                Gap,
+                Gap,
+                Stale,
+                Float(-1.0),
+                Float(-2.0),
+                Float(5.0),
+                Float(5.0),
+                Float(5.0)
+            ]
         );
     }
 

@@ -141,11 +141,11 @@ impl Evaluator<'_> {
                 if r.iter().any(|x| x.is_nan()) {
                     return Err(EngineError::Execution("Ratio value is NaN".into()));
                 }
-                self.limit_ratio(&input, &r)
+                self.limit_ratio(&input, &r, &self.pos(a, Some(0)))
             }
             T_QUANTILE => {
                 let q = scalar_param("quantile")?;
-                self.quantile_agg(&input, &g, &q)?
+                self.quantile_agg(&input, &g, &q, &self.pos(a, Some(0)))?
             }
             T_COUNT_VALUES => {
                 let label = match &param {
@@ -164,6 +164,7 @@ impl Evaluator<'_> {
         let mut out = Out::default();
         let mut accs: Vec<Option<(Acc, bool)>> = (0..g.labels.len()).map(|_| None).collect();
         let mut touched: Vec<usize> = Vec::new();
+        let mut slots: Vec<Option<usize>> = vec![None; g.labels.len()];
         for (step, pts) in steps.iter().enumerate() {
             for &(si, v) in pts {
                 let gi = g.of_series[si];
@@ -181,7 +182,8 @@ impl Evaluator<'_> {
             let t = self.ts(step);
             for gi in touched.drain(..) {
                 if let Some((acc, drop)) = accs[gi].take() {
-                    out.push(g.labels[gi].clone(), drop, t, acc.value())?;
+                    let slot = *slots[gi].get_or_insert_with(|| out.slot(&g.labels[gi]));
+                    out.push_at(slot, drop, t, acc.value())?;
                 }
             }
         }
@@ -191,6 +193,7 @@ impl Evaluator<'_> {
     fn select_k(&self, op: TokenId, input: &[Ser], g: &Groups, k: &[f64]) -> Result<Vec<Ser>, EngineError> {
         let steps = self.by_step(input);
         let mut out = Out::default();
+        let mut slots: Vec<Option<usize>> = vec![None; input.len()];
         for (step, pts) in steps.iter().enumerate() {
             let kk = k[step];
             if kk < 1.0 {
@@ -215,14 +218,15 @@ impl Evaluator<'_> {
                     _ => {}
                 }
                 for &(si, v) in m.iter().take(kk) {
-                    out.push(input[si].labels.clone(), input[si].drop_name, t, v)?;
+                    let slot = *slots[si].get_or_insert_with(|| out.slot(&input[si].labels));
+                    out.push_at(slot, input[si].drop_name, t, v)?;
                 }
             }
         }
         Ok(out.series)
     }
 
-    fn limit_ratio(&self, input: &[Ser], r: &[f64]) -> Vec<Ser> {
+    fn limit_ratio(&self, input: &[Ser], r: &[f64], pos: &str) -> Vec<Ser> {
         let mut out: Vec<Ser> = Vec::new();
         for s in input {
             let off = ratio_offset(&s.labels);
@@ -245,12 +249,16 @@ impl Evaluator<'_> {
         }
         if r.iter().any(|x| !(-1.0..=1.0).contains(x)) {
             let bad = r.iter().find(|x| !(-1.0..=1.0).contains(*x)).copied().unwrap_or(0.0);
-            self.warn(format!("ratio value should be between -1 and 1, got {}, capping to {}", go_g(bad), go_g(bad.clamp(-1.0, 1.0))));
+            self.warn(format!(
+                "ratio value should be between -1 and 1, got {}, capping to {}{pos}",
+                go_g(bad),
+                go_g(bad.clamp(-1.0, 1.0))
+            ));
         }
         out
     }
 
-    fn quantile_agg(&self, input: &[Ser], g: &Groups, q: &[f64]) -> Result<Vec<Ser>, EngineError> {
+    fn quantile_agg(&self, input: &[Ser], g: &Groups, q: &[f64], pos: &str) -> Result<Vec<Ser>, EngineError> {
         let steps = self.by_step(input);
         let mut out = Out::default();
         for (step, pts) in steps.iter().enumerate() {
@@ -259,7 +267,7 @@ impl Evaluator<'_> {
             }
             let qq = q[step];
             if !(0.0..=1.0).contains(&qq) {
-                self.warn(format!("quantile value should be between 0 and 1, got {}", go_g(qq)));
+                self.warn(format!("quantile value should be between 0 and 1, got {}{pos}", go_g(qq)));
             }
             let mut members: Vec<Vec<f64>> = vec![Vec::new(); g.labels.len()];
             let mut order = Vec::new();
@@ -341,7 +349,11 @@ pub(crate) fn go_float(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v}")
     }

@@ -1,7 +1,7 @@
 //! Binary operators: arithmetic, comparisons (filtering or `bool`), set
 //! operators, with `on`/`ignoring` matching and `group_left`/`group_right`.
 
-use super::{Evaluator, Out, Ser, Val};
+use super::{Evaluator, Interner, Out, Ser, Val};
 use crate::engine::EngineError;
 use aion_model::Labels;
 use promql_parser::parser::token::*;
@@ -56,7 +56,11 @@ impl Evaluator<'_> {
                     .map(|(a, b)| {
                         let (v, keep) = apply_op(op, *a, *b);
                         if is_comparison(op) {
-                            if keep { 1.0 } else { 0.0 }
+                            if keep {
+                                1.0
+                            } else {
+                                0.0
+                            }
                         } else {
                             v
                         }
@@ -103,35 +107,36 @@ impl Evaluator<'_> {
 
     fn set_op(&self, op: TokenId, l: Vec<Ser>, r: Vec<Ser>, m: Option<&BinModifier>) -> Vec<Ser> {
         let matching = m.and_then(|m| m.matching.as_ref());
-        let lsig: Vec<Labels> = l.iter().map(|s| signature(&s.labels, matching)).collect();
-        let rsig: Vec<Labels> = r.iter().map(|s| signature(&s.labels, matching)).collect();
-        let steps = self.steps();
-        // Per step: which signatures each side has.
-        fn present<'s>(ev: &Evaluator<'_>, v: &[Ser], sigs: &'s [Labels], steps: usize) -> Vec<std::collections::HashSet<&'s Labels>> {
-            let mut per: Vec<std::collections::HashSet<&'s Labels>> = vec![Default::default(); steps];
-            for (s, sig) in v.iter().zip(sigs) {
-                for p in &s.points {
-                    per[ev.step_of(p.t)].insert(sig);
+        let mut sigs = Interner::default();
+        let lsig: Vec<usize> = l.iter().map(|s| sigs.id(signature(&s.labels, matching))).collect();
+        let rsig: Vec<usize> = r.iter().map(|s| sigs.id(signature(&s.labels, matching))).collect();
+        let n = sigs.labels.len();
+        // present[step * n + sig]: the side has that signature at that step.
+        let present = |v: &[Ser], ids: &[usize]| {
+            let mut p = vec![false; self.steps() * n];
+            for (s, &id) in v.iter().zip(ids) {
+                for pt in &s.points {
+                    p[self.step_of(pt.t) * n + id] = true;
                 }
             }
-            per
-        }
+            p
+        };
         match op {
             T_LAND | T_LUNLESS => {
-                let rp = present(self, &r, &rsig, steps);
+                let rp = present(&r, &rsig);
                 let want = op == T_LAND;
                 let mut out = l;
-                for (s, sig) in out.iter_mut().zip(&lsig) {
-                    s.points.retain(|p| rp[self.step_of(p.t)].contains(sig) == want);
+                for (s, &id) in out.iter_mut().zip(&lsig) {
+                    s.points.retain(|p| rp[self.step_of(p.t) * n + id] == want);
                 }
                 out.retain(|s| !s.points.is_empty());
                 out
             }
             _ => {
-                let lp = present(self, &l, &lsig, steps);
+                let lp = present(&l, &lsig);
                 let mut extra = r;
-                for (s, sig) in extra.iter_mut().zip(&rsig) {
-                    s.points.retain(|p| !lp[self.step_of(p.t)].contains(sig));
+                for (s, &id) in extra.iter_mut().zip(&rsig) {
+                    s.points.retain(|p| !lp[self.step_of(p.t) * n + id]);
                 }
                 let mut out = l;
                 out.extend(extra.into_iter().filter(|s| !s.points.is_empty()));
@@ -149,95 +154,188 @@ impl Evaluator<'_> {
         ret_bool: bool,
     ) -> Result<Vec<Ser>, EngineError> {
         let card = m.map(|m| m.card.clone()).unwrap_or(VectorMatchCardinality::OneToOne);
-        let matching = m.and_then(|m| m.matching.as_ref());
         // The "one" side is the rhs unless group_right.
         let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
         let (many, one) = if one_to_many { (&r, &l) } else { (&l, &r) };
-        let msig: Vec<Labels> = many.iter().map(|s| signature(&s.labels, matching)).collect();
-        let osig: Vec<Labels> = one.iter().map(|s| signature(&s.labels, matching)).collect();
-        let include: Vec<String> = card.labels().map(|l| l.labels.clone()).unwrap_or_default();
-        let cmp = is_comparison(op);
-        let drop = !cmp || ret_bool;
-        // `fill_left` fills a missing "many" side, `fill_right` a missing "one" side.
-        let fill_many = m.and_then(|m| m.fill_values.lhs);
-        let fill_one = m.and_then(|m| m.fill_values.rhs);
+        let mut j = Join::new(op, many, one, m, card, ret_bool);
         let many_steps = self.by_step(many);
         let one_steps = self.by_step(one);
         let mut out = Out::default();
-        let mut label_cache: HashMap<(usize, usize), Labels> = HashMap::new();
         for (step, (ms, os)) in many_steps.iter().zip(&one_steps).enumerate() {
-            let t = self.ts(step);
-            let mut one_by_sig: HashMap<&Labels, (usize, f64)> = HashMap::with_capacity(os.len());
-            for &(oi, ov) in os {
-                if let Some(&(prev, _)) = one_by_sig.get(&osig[oi]) {
-                    let side = if one_to_many { "left" } else { "right" };
-                    return Err(EngineError::Execution(format!(
-                        "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
-                        match_group(&one[oi].labels, matching),
-                        show(&one[prev].labels),
-                        show(&one[oi].labels)
-                    )));
-                }
-                one_by_sig.insert(&osig[oi], (oi, ov));
-            }
-            let mut matched: HashMap<&Labels, Vec<Labels>> = HashMap::new();
-            for &(mi, mv) in ms {
-                let Some(&(oi, ov)) = one_by_sig.get(&msig[mi]) else {
-                    if let Some(f) = fill_one {
-                        let (lv, rv) = if one_to_many { (f, mv) } else { (mv, f) };
-                        if let Some(v) = fill_value(op, lv, rv, ret_bool) {
-                            let labels = result_labels(&many[mi].labels, &Labels::empty(), &card, matching, &include);
-                            out.push(labels, drop || many[mi].drop_name, t, v)?;
-                        }
-                    }
-                    continue;
-                };
-                let (lv, rv) = if one_to_many { (ov, mv) } else { (mv, ov) };
-                let (mut v, keep) = apply_op(op, lv, rv);
-                let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
-                // Matching errors count every match, also those filtered away below.
-                if !one_to_one {
-                    matched.entry(&msig[mi]).or_default();
-                } else if matched.insert(&msig[mi], Vec::new()).is_some() {
-                    return Err(EngineError::Execution(
-                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
-                            .into(),
-                    ));
-                }
-                if ret_bool {
-                    v = if keep { 1.0 } else { 0.0 };
-                } else if !keep {
-                    continue;
-                }
-                let labels = label_cache
-                    .entry((mi, oi))
-                    .or_insert_with(|| result_labels(&many[mi].labels, &one[oi].labels, &card, matching, &include))
-                    .clone();
-                let seen = matched.entry(&msig[mi]).or_default();
-                if one_to_one {
-                } else if seen.contains(&labels) {
-                    return Err(EngineError::Execution(
-                        "multiple matches for labels: grouping labels must ensure unique matches".into(),
-                    ));
-                }
-                seen.push(labels.clone());
-                out.push(labels, drop || many[mi].drop_name, t, v)?;
-            }
-            if let Some(f) = fill_many {
-                // "One"-side series nothing matched: a series of the match group's labels.
-                for &(oi, ov) in os {
-                    if matched.contains_key(&osig[oi]) {
-                        continue;
-                    }
-                    let (lv, rv) = if one_to_many { (ov, f) } else { (f, ov) };
-                    if let Some(v) = fill_value(op, lv, rv, ret_bool) {
-                        out.push(osig[oi].clone(), true, t, v)?;
-                    }
-                }
-            }
+            j.step(self.ts(step), ms, os, &mut out)?;
         }
         Ok(out.series)
     }
+}
+
+/// Vector matching of one binary operation, with state kept across steps.
+struct Join<'v> {
+    op: TokenId,
+    ret_bool: bool,
+    many: &'v [Ser],
+    one: &'v [Ser],
+    card: VectorMatchCardinality,
+    matching: Option<&'v LabelModifier>,
+    include: Vec<String>,
+    one_to_many: bool,
+    one_to_one: bool,
+    /// Arithmetic and `bool` comparisons drop the metric name.
+    drop: bool,
+    /// `fill_left` fills a missing "many" side, `fill_right` a missing "one" side.
+    fill_many: Option<f64>,
+    fill_one: Option<f64>,
+    sigs: Interner,
+    msig: Vec<usize>,
+    osig: Vec<usize>,
+    pair_slot: HashMap<(usize, usize), usize>,
+    /// The usual case: a series keeps its partner from step to step.
+    last_pair: Vec<Option<(usize, usize)>>,
+    one_at: Vec<Option<(usize, f64)>>,
+    /// Per signature at this step: output slots produced (many-to-one) or just "matched".
+    matched: Vec<Option<Vec<usize>>>,
+}
+
+impl<'v> Join<'v> {
+    fn new(
+        op: TokenId,
+        many: &'v [Ser],
+        one: &'v [Ser],
+        m: Option<&'v BinModifier>,
+        card: VectorMatchCardinality,
+        ret_bool: bool,
+    ) -> Self {
+        let matching = m.and_then(|m| m.matching.as_ref());
+        let mut sigs = Interner::default();
+        let msig: Vec<usize> = many.iter().map(|s| sigs.id(signature(&s.labels, matching))).collect();
+        let osig: Vec<usize> = one.iter().map(|s| sigs.id(signature(&s.labels, matching))).collect();
+        let n = sigs.labels.len();
+        Join {
+            op,
+            ret_bool,
+            many,
+            one,
+            include: card.labels().map(|l| l.labels.clone()).unwrap_or_default(),
+            one_to_many: matches!(card, VectorMatchCardinality::OneToMany(_)),
+            one_to_one: matches!(card, VectorMatchCardinality::OneToOne),
+            card,
+            matching,
+            drop: !is_comparison(op) || ret_bool,
+            fill_many: m.and_then(|m| m.fill_values.lhs),
+            fill_one: m.and_then(|m| m.fill_values.rhs),
+            sigs,
+            msig,
+            osig,
+            pair_slot: HashMap::new(),
+            last_pair: vec![None; many.len()],
+            one_at: vec![None; n],
+            matched: vec![None; n],
+        }
+    }
+
+    /// `(lhs, rhs)` in the operator's order from many/one values.
+    fn sides(&self, many_v: f64, one_v: f64) -> (f64, f64) {
+        if self.one_to_many {
+            (one_v, many_v)
+        } else {
+            (many_v, one_v)
+        }
+    }
+
+    fn step(&mut self, t: i64, ms: &[(usize, f64)], os: &[(usize, f64)], out: &mut Out) -> Result<(), EngineError> {
+        for &(oi, ov) in os {
+            if let Some((prev, _)) = self.one_at[self.osig[oi]] {
+                return Err(many_to_many(self.one, prev, oi, self.matching, self.one_to_many));
+            }
+            self.one_at[self.osig[oi]] = Some((oi, ov));
+        }
+        for &(mi, mv) in ms {
+            self.match_many(t, mi, mv, out)?;
+        }
+        for &(oi, ov) in os {
+            let sig = self.osig[oi];
+            if let Some(f) = self.fill_many.filter(|_| self.matched[sig].is_none()) {
+                // A "one"-side series nothing matched: a series of the match group's labels.
+                let (lv, rv) = self.sides(f, ov);
+                if let Some(v) = fill_value(self.op, lv, rv, self.ret_bool) {
+                    out.push(self.sigs.labels[sig].clone(), true, t, v)?;
+                }
+            }
+            self.one_at[sig] = None;
+        }
+        for &(mi, _) in ms {
+            self.matched[self.msig[mi]] = None;
+        }
+        Ok(())
+    }
+
+    fn match_many(&mut self, t: i64, mi: usize, mv: f64, out: &mut Out) -> Result<(), EngineError> {
+        let sig = self.msig[mi];
+        let drop = self.drop || self.many[mi].drop_name;
+        let Some((oi, ov)) = self.one_at[sig] else {
+            if let Some(f) = self.fill_one {
+                let (lv, rv) = self.sides(mv, f);
+                if let Some(v) = fill_value(self.op, lv, rv, self.ret_bool) {
+                    let labels = result_labels(
+                        &self.many[mi].labels,
+                        &Labels::empty(),
+                        &self.card,
+                        self.matching,
+                        &self.include,
+                    );
+                    out.push(labels, drop, t, v)?;
+                }
+            }
+            return Ok(());
+        };
+        // Matching errors count every match, also those filtered away below.
+        if self.one_to_one && self.matched[sig].is_some() {
+            return Err(EngineError::Execution(
+                "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
+            ));
+        }
+        self.matched[sig].get_or_insert_with(Vec::new);
+        let (lv, rv) = self.sides(mv, ov);
+        let Some(v) = fill_value(self.op, lv, rv, self.ret_bool) else { return Ok(()) };
+        let slot = match self.last_pair[mi] {
+            Some((o, slot)) if o == oi => slot,
+            _ => {
+                let (many, one, card, matching, include) =
+                    (self.many, self.one, &self.card, self.matching, &self.include);
+                let slot = *self.pair_slot.entry((mi, oi)).or_insert_with(|| {
+                    out.slot(&result_labels(&many[mi].labels, &one[oi].labels, card, matching, include))
+                });
+                self.last_pair[mi] = Some((oi, slot));
+                slot
+            }
+        };
+        if !self.one_to_one {
+            let seen = self.matched[sig].get_or_insert_with(Vec::new);
+            if seen.contains(&slot) {
+                return Err(EngineError::Execution(
+                    "multiple matches for labels: grouping labels must ensure unique matches".into(),
+                ));
+            }
+            seen.push(slot);
+        }
+        out.push_at(slot, drop, t, v)
+    }
+}
+
+/// Prometheus's error for a signature repeated on the "one" side.
+fn many_to_many(
+    one: &[Ser],
+    prev: usize,
+    cur: usize,
+    matching: Option<&LabelModifier>,
+    one_to_many: bool,
+) -> EngineError {
+    let side = if one_to_many { "left" } else { "right" };
+    EngineError::Execution(format!(
+        "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+        match_group(&one[cur].labels, matching),
+        show(&one[prev].labels),
+        show(&one[cur].labels)
+    ))
 }
 
 /// The value of a filled-in pair, `None` when a comparison filters it out.

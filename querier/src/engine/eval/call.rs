@@ -126,14 +126,14 @@ impl Evaluator<'_> {
             "scalar" => self.fn_scalar(&args[0]),
             "absent" => self.fn_absent(&args[0]),
             "timestamp" => self.fn_timestamp(&args[0]),
-            "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => self.fn_sort(name, args),
+            "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => self.fn_sort(c, args),
             "label_replace" | "label_join" => self.fn_label(name, args),
-            "histogram_quantile" | "histogram_quantiles" | "histogram_fraction" => self.eval_hist_call(name, args),
+            "histogram_quantile" | "histogram_quantiles" | "histogram_fraction" => self.eval_hist_call(c),
             "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev" | "histogram_stdvar" => {
                 self.eval_vector(&args[0])?;
                 Ok(Val::Vector(Vec::new()))
             }
-            "info" => self.eval(&args[0]),
+            "info" => self.fn_info(args),
             n if date::is_date_function(n) => self.fn_date(n, args),
             _ => self.fn_elementwise(name, args),
         }
@@ -193,11 +193,15 @@ impl Evaluator<'_> {
         Ok(Val::Vector(v))
     }
 
-    fn fn_sort(&self, name: &str, args: &[Box<Expr>]) -> Result<Val, EngineError> {
+    fn fn_sort(&self, c: &Call, args: &[Box<Expr>]) -> Result<Val, EngineError> {
+        let name = c.func.name;
         let mut v = self.eval_vector(&args[0])?;
         if self.start != self.end {
             {
-                self.warn("sort is ineffective for range queries since results are always ordered by labels".into());
+                self.warn(format!(
+                    "sort is ineffective for range queries since results are always ordered by labels{}",
+                    self.pos(c, None)
+                ));
             }
             return Ok(Val::Vector(v));
         }

@@ -8,7 +8,7 @@ use crate::engine::functions::histogram::{
 };
 use crate::engine::EngineError;
 use aion_model::Labels;
-use promql_parser::parser::Expr;
+use promql_parser::parser::Call;
 use std::collections::HashMap;
 
 /// What to compute from one histogram's buckets.
@@ -20,7 +20,8 @@ enum HistFn {
 
 impl Evaluator<'_> {
     /// Evaluates `histogram_quantile`, `histogram_quantiles` or `histogram_fraction`.
-    pub(crate) fn eval_hist_call(&self, name: &str, args: &[Box<Expr>]) -> Result<Val, EngineError> {
+    pub(crate) fn eval_hist_call(&self, c: &Call) -> Result<Val, EngineError> {
+        let (name, args) = (c.func.name, &c.args.args);
         let (f, input) = match name {
             "histogram_quantile" => (HistFn::Quantile(self.eval_scalar(&args[0])?), &args[1]),
             "histogram_quantiles" => {
@@ -33,21 +34,29 @@ impl Evaluator<'_> {
             }
             _ => (HistFn::Fraction(self.eval_scalar(&args[0])?, self.eval_scalar(&args[1])?), &args[2]),
         };
-        let qcheck = |q: f64| {
+        let qcheck = |q: f64, arg: usize| {
             if !(0.0..=1.0).contains(&q) {
-                self.warn(format!("quantile value should be between 0 and 1, got {}", go_g(q)));
+                let pos = self.pos(c, Some(arg));
+                self.warn(format!("quantile value should be between 0 and 1, got {}{pos}", go_g(q)));
             }
         };
         match &f {
-            HistFn::Quantile(q) => q.iter().for_each(|q| qcheck(*q)),
-            HistFn::Quantiles(_, qs) => qs.iter().flatten().for_each(|q| qcheck(*q)),
+            HistFn::Quantile(q) => q.iter().for_each(|q| qcheck(*q, 0)),
+            HistFn::Quantiles(_, qs) => {
+                qs.iter().enumerate().for_each(|(j, q)| q.iter().for_each(|q| qcheck(*q, j + 2)))
+            }
             HistFn::Fraction(..) => {}
         }
         let v = self.eval_vector(input)?;
-        Ok(Val::Vector(self.hist_apply(&f, &v)?))
+        let input_arg = match name {
+            "histogram_quantile" => 1,
+            "histogram_quantiles" => 0,
+            _ => 2,
+        };
+        Ok(Val::Vector(self.hist_apply(&f, &v, &self.pos(c, Some(input_arg)))?))
     }
 
-    fn hist_apply(&self, f: &HistFn, v: &[Ser]) -> Result<Vec<Ser>, EngineError> {
+    fn hist_apply(&self, f: &HistFn, v: &[Ser], pos: &str) -> Result<Vec<Ser>, EngineError> {
         // Group series by labels without `le`; skip series with a bad `le`.
         let mut gidx: HashMap<Labels, usize> = HashMap::new();
         let mut glabels: Vec<Labels> = Vec::new();
@@ -57,7 +66,7 @@ impl Evaluator<'_> {
             let Some(bound) = parse_bucket_bound(le) else {
                 let n = s.labels.metric_name().unwrap_or("");
                 self.warn(format!(
-                    "bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {n:?}"
+                    "bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {n:?}{pos}"
                 ));
                 of_series.push(None);
                 continue;
@@ -90,12 +99,12 @@ impl Evaluator<'_> {
                 let l = &glabels[gi];
                 match f {
                     HistFn::Quantile(q) => {
-                        let r = self.quantile_with_info(q[step], b, l);
+                        let r = self.quantile_with_info(q[step], b, l, pos);
                         out.push(l.clone(), true, t, r)?;
                     }
                     HistFn::Quantiles(label, qs) => {
                         for q in qs {
-                            let r = self.quantile_with_info(q[step], &mut b.clone(), l);
+                            let r = self.quantile_with_info(q[step], &mut b.clone(), l, pos);
                             let mut ol = l.clone();
                             ol.set(label, &format_quantile_label(q[step]));
                             out.push(ol, true, t, r)?;
@@ -108,12 +117,12 @@ impl Evaluator<'_> {
         Ok(out.series)
     }
 
-    fn quantile_with_info(&self, q: f64, b: &mut Vec<Bucket>, l: &Labels) -> f64 {
+    fn quantile_with_info(&self, q: f64, b: &mut Vec<Bucket>, l: &Labels, pos: &str) -> f64 {
         let r = histogram_quantile(q, b);
         if r.forced_monotonicity {
             let n = l.metric_name().unwrap_or("");
             self.info(format!(
-                "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {n:?}"
+                "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {n:?}{pos}"
             ));
         }
         r.value

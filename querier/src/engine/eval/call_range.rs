@@ -3,6 +3,7 @@
 //! copying samples per step.
 
 use super::aggregate::go_g;
+use super::extended::{anchored_change, anchored_window, smoothed_change, ExtMode};
 use super::selector::RangeInput;
 use super::{Evaluator, Ser, Val};
 use crate::engine::functions::range as k;
@@ -14,13 +15,81 @@ use promql_parser::parser::{Call, Expr};
 pub(crate) fn is_range_function(name: &str) -> bool {
     matches!(
         name,
-        "rate" | "irate" | "increase" | "delta" | "idelta" | "deriv" | "predict_linear" | "resets" | "changes"
-            | "avg_over_time" | "sum_over_time" | "min_over_time" | "max_over_time" | "count_over_time"
-            | "last_over_time" | "first_over_time" | "present_over_time" | "stddev_over_time"
-            | "stdvar_over_time" | "mad_over_time" | "quantile_over_time" | "ts_of_min_over_time"
-            | "ts_of_max_over_time" | "ts_of_last_over_time" | "ts_of_first_over_time" | "absent_over_time"
-            | "double_exponential_smoothing" | "holt_winters"
+        "rate"
+            | "irate"
+            | "increase"
+            | "delta"
+            | "idelta"
+            | "deriv"
+            | "predict_linear"
+            | "resets"
+            | "changes"
+            | "avg_over_time"
+            | "sum_over_time"
+            | "min_over_time"
+            | "max_over_time"
+            | "count_over_time"
+            | "last_over_time"
+            | "first_over_time"
+            | "present_over_time"
+            | "stddev_over_time"
+            | "stdvar_over_time"
+            | "mad_over_time"
+            | "quantile_over_time"
+            | "ts_of_min_over_time"
+            | "ts_of_max_over_time"
+            | "ts_of_last_over_time"
+            | "ts_of_first_over_time"
+            | "absent_over_time"
+            | "double_exponential_smoothing"
+            | "holt_winters"
     )
+}
+
+/// What a kernel sees besides the window's samples.
+struct KernelArgs {
+    range_start: i64,
+    range_end: i64,
+    t: i64,
+    s0: f64,
+    s1: f64,
+}
+
+type Kernel = fn(&[Sample], &KernelArgs) -> Result<Option<f64>, EngineError>;
+
+/// The kernel of a range function, resolved once per call rather than per window.
+fn resolve_kernel(name: &str) -> Result<Kernel, EngineError> {
+    Ok(match name {
+        "rate" => |w, a| Ok(k::extrapolated_rate(w, a.range_start, a.range_end, true, true)),
+        "increase" => |w, a| Ok(k::extrapolated_rate(w, a.range_start, a.range_end, true, false)),
+        "delta" => |w, a| Ok(k::extrapolated_rate(w, a.range_start, a.range_end, false, false)),
+        "irate" => |w, _| Ok(k::instant_rate(w, true)),
+        "idelta" => |w, _| Ok(k::instant_rate(w, false)),
+        "deriv" => |w, _| Ok(k::deriv(w)),
+        "predict_linear" => |w, a| Ok(k::predict_linear(w, a.t, a.s0)),
+        "resets" => |w, _| Ok(k::resets(w)),
+        "changes" => |w, _| Ok(k::changes(w)),
+        "avg_over_time" => |w, _| Ok(k::avg_over_time(w)),
+        "sum_over_time" => |w, _| Ok(k::sum_over_time(w)),
+        "min_over_time" => |w, _| Ok(k::min_over_time(w)),
+        "max_over_time" => |w, _| Ok(k::max_over_time(w)),
+        "count_over_time" => |w, _| Ok(k::count_over_time(w)),
+        "last_over_time" => |w, _| Ok(k::last_over_time(w)),
+        "first_over_time" => |w, _| Ok(k::first_over_time(w)),
+        "present_over_time" => |w, _| Ok(k::present_over_time(w)),
+        "stddev_over_time" => |w, _| Ok(k::stddev_over_time(w)),
+        "stdvar_over_time" => |w, _| Ok(k::stdvar_over_time(w)),
+        "mad_over_time" => |w, _| Ok(k::mad_over_time(w)),
+        "quantile_over_time" => |w, a| Ok(k::quantile_over_time(a.s0, w)),
+        "ts_of_min_over_time" => |w, _| Ok(k::ts_of_min_over_time(w)),
+        "ts_of_max_over_time" => |w, _| Ok(k::ts_of_max_over_time(w)),
+        "ts_of_last_over_time" => |w, _| Ok(k::ts_of_last_over_time(w)),
+        "ts_of_first_over_time" => |w, _| Ok(k::ts_of_first_over_time(w)),
+        "double_exponential_smoothing" | "holt_winters" => {
+            |w, a| k::double_exponential_smoothing(w, a.s0, a.s1).map_err(|e| EngineError::Execution(e.to_string()))
+        }
+        other => return Err(EngineError::Execution(format!("function {other} is not supported"))),
+    })
 }
 
 fn unwrap_parens(e: &Expr) -> &Expr {
@@ -42,41 +111,55 @@ impl Evaluator<'_> {
             "double_exponential_smoothing" | "holt_winters" => (0, vec![1, 2]),
             _ => (0, vec![]),
         };
-        let scalars: Vec<Vec<f64>> = scalar_idx.iter().map(|&i| self.eval_scalar(&args[i])).collect::<Result<_, _>>()?;
+        let scalars: Vec<Vec<f64>> =
+            scalar_idx.iter().map(|&i| self.eval_scalar(&args[i])).collect::<Result<_, _>>()?;
         let marg = unwrap_parens(&args[matrix_idx]);
         let input = self.range_input(marg)?;
+        if let Some(mode) = input.mode {
+            mode.check_function(name)?;
+            return Ok(self.extended_range_call(name, mode, &input));
+        }
         if name == "absent_over_time" {
             return Ok(self.absent_over_time(&input, marg));
         }
-        if name == "quantile_over_time" {
-            if let Some(q) = scalars[0].iter().find(|q| !(0.0..=1.0).contains(*q)) {
-                self.warn(format!("quantile value should be between 0 and 1, got {}", go_g(*q)));
-            }
-        }
-        if matches!(name, "double_exponential_smoothing" | "holt_winters") && !input.series.is_empty() {
-            for (sf, tf) in scalars[0].iter().zip(&scalars[1]) {
-                k::check_smoothing_factors(*sf, *tf).map_err(|e| EngineError::Execution(e.to_string()))?;
-            }
-        }
+        self.check_range_args(c, &scalars, &input)?;
         let keep_name = matches!(name, "last_over_time" | "first_over_time");
+        let kernel = resolve_kernel(name)?;
+        let sc = |j: usize, i: usize| scalars.get(j).map_or(0.0, |v| v[i]);
         let steps = self.steps();
         let mut out = Vec::with_capacity(input.series.len());
-        for s in &input.series {
+        for (n, s) in input.series.iter().enumerate() {
+            if n % 1024 == 1023 {
+                self.check_deadline()?;
+            }
             let mut points = Vec::new();
+            let (mut lo, mut hi) = (0usize, 0usize);
+            let pts = &s.points;
             for i in 0..steps {
                 let t = self.ts(i);
                 let end = input.window_end(t);
-                let w = input.window(&s.points, end);
+                let w = if input.at.is_some() {
+                    input.window(pts, end)
+                } else {
+                    // Window ends only move forward: slide instead of searching.
+                    while hi < pts.len() && pts[hi].t <= end {
+                        hi += 1;
+                    }
+                    while lo < hi && pts[lo].t <= end - input.range {
+                        lo += 1;
+                    }
+                    &pts[lo..hi]
+                };
                 if w.is_empty() {
                     continue;
                 }
-                let sc = |j: usize| scalars[j][i];
-                if let Some(v) = self.range_kernel(name, w, end - input.range, end, t, &sc)? {
+                let args = KernelArgs { range_start: end - input.range, range_end: end, t, s0: sc(0, i), s1: sc(1, i) };
+                if let Some(v) = kernel(w, &args)? {
                     points.push(Sample::new(t, v));
                 }
             }
             if matches!(name, "rate" | "increase") && !points.is_empty() {
-                self.non_counter_info(&s.labels);
+                self.non_counter_info(&s.labels, &self.pos(c, Some(matrix_idx)));
             }
             if !points.is_empty() {
                 out.push(Ser { labels: s.labels.clone(), drop_name: !keep_name || s.drop_name, points });
@@ -85,56 +168,72 @@ impl Evaluator<'_> {
         Ok(Val::Vector(out))
     }
 
-    fn non_counter_info(&self, l: &Labels) {
+    /// Warnings and errors about the scalar arguments of range functions.
+    fn check_range_args(&self, c: &Call, scalars: &[Vec<f64>], input: &RangeInput) -> Result<(), EngineError> {
+        let name = c.func.name;
+        if name == "quantile_over_time" {
+            if let Some(q) = scalars[0].iter().find(|q| !(0.0..=1.0).contains(*q)) {
+                let pos = self.pos(c, Some(0));
+                self.warn(format!("quantile value should be between 0 and 1, got {}{pos}", go_g(*q)));
+            }
+        }
+        if matches!(name, "double_exponential_smoothing" | "holt_winters") && !input.series.is_empty() {
+            for (sf, tf) in scalars[0].iter().zip(&scalars[1]) {
+                k::check_smoothing_factors(*sf, *tf).map_err(|e| EngineError::Execution(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn non_counter_info(&self, l: &Labels, pos: &str) {
         if let Some(n) = l.metric_name() {
             if !["_total", "_sum", "_count", "_bucket"].iter().any(|s| n.ends_with(s)) {
                 self.info(format!(
-                    "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}"
+                    "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}{pos}"
                 ));
             }
         }
     }
 
-    fn range_kernel(
-        &self,
-        name: &str,
-        w: &[Sample],
-        range_start: i64,
-        range_end: i64,
-        t: i64,
-        sc: &dyn Fn(usize) -> f64,
-    ) -> Result<Option<f64>, EngineError> {
-        Ok(match name {
-            "rate" => k::extrapolated_rate(w, range_start, range_end, true, true),
-            "increase" => k::extrapolated_rate(w, range_start, range_end, true, false),
-            "delta" => k::extrapolated_rate(w, range_start, range_end, false, false),
-            "irate" => k::instant_rate(w, true),
-            "idelta" => k::instant_rate(w, false),
-            "deriv" => k::deriv(w),
-            "predict_linear" => k::predict_linear(w, t, sc(0)),
-            "resets" => k::resets(w),
-            "changes" => k::changes(w),
-            "avg_over_time" => k::avg_over_time(w),
-            "sum_over_time" => k::sum_over_time(w),
-            "min_over_time" => k::min_over_time(w),
-            "max_over_time" => k::max_over_time(w),
-            "count_over_time" => k::count_over_time(w),
-            "last_over_time" => k::last_over_time(w),
-            "first_over_time" => k::first_over_time(w),
-            "present_over_time" => k::present_over_time(w),
-            "stddev_over_time" => k::stddev_over_time(w),
-            "stdvar_over_time" => k::stdvar_over_time(w),
-            "mad_over_time" => k::mad_over_time(w),
-            "quantile_over_time" => k::quantile_over_time(sc(0), w),
-            "ts_of_min_over_time" => k::ts_of_min_over_time(w),
-            "ts_of_max_over_time" => k::ts_of_max_over_time(w),
-            "ts_of_last_over_time" => k::ts_of_last_over_time(w),
-            "ts_of_first_over_time" => k::ts_of_first_over_time(w),
-            "double_exponential_smoothing" | "holt_winters" => {
-                k::double_exponential_smoothing(w, sc(0), sc(1)).map_err(|e| EngineError::Execution(e.to_string()))?
+    /// `rate`, `increase`, `delta`, `changes`, `resets` over `anchored` or `smoothed` windows.
+    fn extended_range_call(&self, name: &str, mode: ExtMode, input: &RangeInput) -> Val {
+        let lookback = self.shared.lookback;
+        let secs = input.range as f64 / 1000.0;
+        let mut out = Vec::new();
+        for s in &input.series {
+            let mut points = Vec::new();
+            for i in 0..self.steps() {
+                let t = self.ts(i);
+                let end = input.window_end(t);
+                let start = end - input.range;
+                let v = match mode {
+                    ExtMode::Anchored => anchored_window(&s.points, start, end, lookback).and_then(|w| match name {
+                        "rate" => Some(anchored_change(w, true) / secs),
+                        "increase" => Some(anchored_change(w, true)),
+                        "delta" => Some(anchored_change(w, false)),
+                        "changes" => k::changes(w),
+                        _ => k::resets(w),
+                    }),
+                    ExtMode::Smoothed => {
+                        let counter = name != "delta";
+                        smoothed_change(&s.points, start, end, lookback, counter).map(|d| {
+                            if name == "rate" {
+                                d / secs
+                            } else {
+                                d
+                            }
+                        })
+                    }
+                };
+                if let Some(v) = v {
+                    points.push(Sample::new(t, v));
+                }
             }
-            other => return Err(EngineError::Execution(format!("function {other} is not supported"))),
-        })
+            if !points.is_empty() {
+                out.push(Ser { labels: s.labels.clone(), drop_name: true, points });
+            }
+        }
+        Val::Vector(out)
     }
 
     /// `absent_over_time`: 1 at steps where no series has a sample in its window.

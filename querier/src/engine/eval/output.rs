@@ -10,7 +10,10 @@ use std::collections::HashSet;
 fn cleanup(mut v: Vec<Ser>) -> Vec<Ser> {
     for s in &mut v {
         if s.drop_name {
+            // With the metric name go the type and unit labels derived from it.
             s.labels.remove("__name__");
+            s.labels.remove("__type__");
+            s.labels.remove("__unit__");
             s.drop_name = false;
         }
     }

@@ -1,6 +1,7 @@
 //! Vector and matrix selectors: one storage fetch per selector for the whole
 //! query range, then per-step lookups over the fetched samples.
 
+use super::extended::{smoothed_value, ExtMode, EXT_MARKER};
 use super::{Evaluator, Ser, Val};
 use crate::engine::EngineError;
 use aion_model::sample::is_stale_nan;
@@ -20,6 +21,8 @@ pub(crate) struct RangeInput {
     pub offset: i64,
     /// `@` time, ms.
     pub at: Option<i64>,
+    /// `anchored` / `smoothed`, for matrix selectors.
+    pub mode: Option<ExtMode>,
 }
 
 impl RangeInput {
@@ -36,7 +39,7 @@ impl RangeInput {
     }
 }
 
-fn convert_matcher(m: &PMatcher) -> Result<Matcher, EngineError> {
+pub(crate) fn convert_matcher(m: &PMatcher) -> Result<Matcher, EngineError> {
     let op = match m.op {
         PMatchOp::Equal => MatchOp::Equal,
         PMatchOp::NotEqual => MatchOp::NotEqual,
@@ -54,7 +57,7 @@ fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, EngineError> {
     };
     let conv = |ms: &[PMatcher]| -> Result<Vec<Matcher>, EngineError> {
         let mut out = base.clone();
-        for m in ms {
+        for m in ms.iter().filter(|m| m.name != EXT_MARKER) {
             out.push(convert_matcher(m)?);
         }
         Ok(out)
@@ -64,6 +67,11 @@ fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, EngineError> {
     } else {
         vs.matchers.or_matchers.iter().map(|g| conv(g)).collect()
     }
+}
+
+/// The `anchored`/`smoothed` modifier of a selector, if any.
+pub(crate) fn ext_mode(vs: &VectorSelector) -> Option<ExtMode> {
+    vs.matchers.matchers.iter().find(|m| m.name == EXT_MARKER).and_then(|m| ExtMode::from_marker(&m.value))
 }
 
 impl Evaluator<'_> {
@@ -111,10 +119,16 @@ impl Evaluator<'_> {
         let offset = Self::offset_ms(&vs.offset);
         let (lo, hi) = self.ref_range(at, offset);
         let lookback = self.shared.lookback;
+        if ext_mode(vs) == Some(ExtMode::Smoothed) {
+            return self.select_smoothed(vs, at, offset);
+        }
         let fetched = self.fetch(vs, lo - lookback + 1, hi)?;
         let steps = self.steps();
         let mut out = Vec::with_capacity(fetched.len());
-        for s in fetched {
+        for (n, s) in fetched.into_iter().enumerate() {
+            if n % 1024 == 1023 {
+                self.check_deadline()?;
+            }
             let mut points = Vec::new();
             let mut j = 0usize; // first sample with t > ref (when refs increase)
             for i in 0..steps {
@@ -142,24 +156,45 @@ impl Evaluator<'_> {
         Ok(out)
     }
 
+    /// A `smoothed` instant selector: values interpolated at each step.
+    fn select_smoothed(&self, vs: &VectorSelector, at: Option<i64>, offset: i64) -> Result<Vec<Ser>, EngineError> {
+        let (lo, hi) = self.ref_range(at, offset);
+        let lookback = self.shared.lookback;
+        let mut out = Vec::new();
+        for s in self.fetch(vs, lo - lookback + 1, hi + lookback)? {
+            let mut samples = s.samples;
+            samples.retain(|p| !is_stale_nan(p.v));
+            let points: Vec<Sample> = (0..self.steps())
+                .filter_map(|i| {
+                    let t = self.ts(i);
+                    smoothed_value(&samples, at.unwrap_or(t) - offset, lookback).map(|v| Sample::new(t, v))
+                })
+                .collect();
+            if !points.is_empty() {
+                out.push(Ser { labels: s.labels, drop_name: false, points });
+            }
+        }
+        Ok(out)
+    }
+
     /// Fetches a matrix selector's data for every step of this evaluator.
-    pub(crate) fn range_input_selector(
-        &self,
-        vs: &VectorSelector,
-        range: i64,
-    ) -> Result<RangeInput, EngineError> {
+    pub(crate) fn range_input_selector(&self, vs: &VectorSelector, range: i64) -> Result<RangeInput, EngineError> {
         let at = self.at_ms(&vs.at);
         let offset = Self::offset_ms(&vs.offset);
         let (lo, hi) = self.ref_range(at, offset);
-        let fetched = self.fetch(vs, lo - range + 1, hi)?;
+        let mode = ext_mode(vs);
+        // Extended windows look one lookback beyond their edges.
+        let ext = if mode.is_some() { self.shared.lookback } else { 0 };
+        let fetched = self.fetch(vs, lo - range - ext + 1, hi + ext)?;
         let series = fetched
             .into_iter()
             .map(|s| {
-                let points: Vec<Sample> = s.samples.into_iter().filter(|p| !is_stale_nan(p.v)).collect();
+                let mut points = s.samples;
+                points.retain(|p| !is_stale_nan(p.v));
                 Ser { labels: s.labels, drop_name: false, points }
             })
             .collect();
-        Ok(RangeInput { series, range, offset, at })
+        Ok(RangeInput { series, range, offset, at, mode })
     }
 
     /// The data of a range argument (matrix selector or subquery), all steps.

@@ -24,11 +24,15 @@ impl Evaluator<'_> {
         if start < first {
             start += step;
         }
-        let mut input = RangeInput { series: Vec::new(), range, offset, at };
+        let mut input = RangeInput { series: Vec::new(), range, offset, at, mode: None };
         if start > hi {
             return Ok(input);
         }
         let sub = Evaluator { start, end: hi, interval: step, ..*self };
+        // Every step costs memory even without data: bound them like samples.
+        if sub.steps() > self.shared.max_samples {
+            return Err(EngineError::TooManySamples("subquery evaluation".into()));
+        }
         input.series = match sub.eval(&sq.expr)? {
             Val::Vector(v) => v,
             Val::Scalar(vals) => {
