@@ -63,7 +63,9 @@ fn prometheus_remote_writes_and_promtool_reads_identical_answers() {
 
     std::thread::sleep(Duration::from_secs(30));
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as f64 / 1000.0;
-    let t = (now - 10.0).floor();
+    // Windows end 5 s ago and reach back 10 s, so they start well after the counters did: the
+    // 2.x and 3.x rules for extrapolating towards a counter's start only differ near its first sample.
+    let t = (now - 5.0).floor();
     let aion_url = format!("{}/prometheus", aion.http);
     let queries = [
         "up",
@@ -73,9 +75,9 @@ fn prometheus_remote_writes_and_promtool_reads_identical_answers() {
         "node_memory_MemTotal_bytes",
         "node_load1",
         "count({__name__=~\"node_cpu_seconds_total\"})",
-        "sum by (mode) (rate(node_cpu_seconds_total[20s]))",
-        "increase(prometheus_tsdb_head_samples_appended_total[20s])",
-        "max_over_time(scrape_duration_seconds[20s])",
+        "sum by (mode) (rate(node_cpu_seconds_total[10s]))",
+        "increase(prometheus_tsdb_head_samples_appended_total[10s])",
+        "max_over_time(scrape_duration_seconds[10s])",
         "avg by (job) (scrape_series_added)",
         "prometheus_http_requests_total{handler=\"/metrics\"}",
     ];

@@ -12,6 +12,7 @@ use aion_model::hash::labels_hash;
 use aion_model::labels::Labels;
 use aion_model::storage::{AppendOutcome, SampleRejection, WriteBatch};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// One series in memory.
@@ -200,24 +201,26 @@ impl Head {
     }
 
     /// Encodes the head record of every series changed since the last call
-    /// and clears their dirty flags.
-    pub(crate) fn take_dirty(&mut self) -> Vec<(u64, Vec<u8>)> {
+    /// and clears their dirty flags. Needs only `&self`: callers hold the read
+    /// lock, which keeps appliers out while queries go on.
+    pub(crate) fn take_dirty(&self) -> Vec<(u64, Vec<u8>)> {
         let mut out = Vec::new();
-        for (r, s) in self.series.iter_mut().filter(|(_, s)| s.state.dirty) {
-            let mut buf = Vec::with_capacity(48 + s.state.chunk.bytes().len());
-            s.state.encode(&mut buf);
-            s.state.dirty = false;
-            out.push((*r, buf));
+        for (r, s) in &self.series {
+            if s.state.dirty.swap(false, Ordering::Relaxed) {
+                let mut buf = Vec::with_capacity(48 + s.state.chunk.bytes().len());
+                s.state.encode(&mut buf);
+                out.push((*r, buf));
+            }
         }
         out.sort_unstable_by_key(|(r, _)| *r);
         out
     }
 
     /// Marks `refs` dirty again (after a failed checkpoint write).
-    pub(crate) fn mark_dirty(&mut self, refs: impl Iterator<Item = u64>) {
+    pub(crate) fn mark_dirty(&self, refs: impl Iterator<Item = u64>) {
         for r in refs {
-            if let Some(s) = self.series.get_mut(&r) {
-                s.state.dirty = true;
+            if let Some(s) = self.series.get(&r) {
+                s.state.dirty.store(true, Ordering::Relaxed);
             }
         }
     }

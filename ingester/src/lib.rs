@@ -24,6 +24,7 @@ mod head;
 mod keys;
 mod metrics;
 mod postings;
+pub mod raft;
 mod retention;
 mod series;
 mod tsdb;

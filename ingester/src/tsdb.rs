@@ -84,7 +84,7 @@ impl Inner {
         self.check_failed()?;
         let _serial = self.checkpoint_lock.lock();
         let (seq, records) = {
-            let mut head = self.head.write();
+            let head = self.head.read();
             (head.applied_seq, head.take_dirty())
         };
         let mut wb = rocksdb::WriteBatch::default();
@@ -96,9 +96,7 @@ impl Inner {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         if let Err(e) = self.db.write_opt(wb, &opts) {
-            self.head
-                .write()
-                .mark_dirty(records.iter().map(|(r, _)| *r));
+            self.head.read().mark_dirty(records.iter().map(|(r, _)| *r));
             self.metrics.checkpoint_failures.inc();
             return Err(IngesterError::rocks("writing a checkpoint")(e));
         }

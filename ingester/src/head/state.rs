@@ -6,6 +6,7 @@ use crate::keys::{block_start, VALUE_VERSION};
 use aion_model::chunk::XorChunk;
 use aion_model::sample::Sample;
 use aion_model::storage::RejectReason;
+use std::sync::atomic::AtomicBool;
 
 /// What happened to one appended sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +46,8 @@ pub(crate) struct HeadState {
     /// Lower bound of the oldest retained sample (`i64::MAX` when none).
     pub min_t: i64,
     /// Changed since the last checkpoint.
-    pub dirty: bool,
+    /// (Atomic so a checkpoint can collect and clear it under the read lock.)
+    pub dirty: AtomicBool,
 }
 
 impl Default for HeadState {
@@ -56,7 +58,7 @@ impl Default for HeadState {
             chunk_mint: 0,
             last: None,
             min_t: i64::MAX,
-            dirty: true,
+            dirty: AtomicBool::new(true),
         }
     }
 }
@@ -100,7 +102,7 @@ impl HeadState {
         self.chunk_len += 1;
         self.last = Some(s);
         self.min_t = self.min_t.min(s.t);
-        self.dirty = true;
+        *self.dirty.get_mut() = true;
         (Verdict::Appended, closed)
     }
 
@@ -111,7 +113,7 @@ impl HeadState {
         }
         let chunk = std::mem::replace(&mut self.chunk, XorChunk::new());
         self.chunk_len = 0;
-        self.dirty = true;
+        *self.dirty.get_mut() = true;
         let maxt = self.last.map_or(self.chunk_mint, |l| l.t);
         Some(ClosedChunk {
             series,
@@ -128,12 +130,12 @@ impl HeadState {
         if self.chunk_len > 0 && self.chunk_mint < cut_block {
             self.chunk = XorChunk::new();
             self.chunk_len = 0;
-            self.dirty = true;
+            *self.dirty.get_mut() = true;
             dropped = true;
         }
         if self.min_t < cut_block {
             self.min_t = cut_block;
-            self.dirty = true;
+            *self.dirty.get_mut() = true;
         }
         dropped
     }
@@ -194,7 +196,7 @@ impl HeadState {
             chunk_mint,
             last,
             min_t,
-            dirty: false,
+            dirty: AtomicBool::new(false),
         })
     }
 }
@@ -283,7 +285,7 @@ mod tests {
         h.encode(&mut buf);
         let d = HeadState::decode(&buf).unwrap();
         assert_eq!(d.last, Some(Sample::new(42, 1.5)));
-        assert_eq!((d.min_t, d.chunk_len, d.dirty), (40, 0, false));
+        assert_eq!((d.min_t, d.chunk_len, d.dirty.into_inner()), (40, 0, false));
         assert!(HeadState::decode(&buf[..10])
             .unwrap_err()
             .contains("truncated"));

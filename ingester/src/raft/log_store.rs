@@ -1,0 +1,478 @@
+//! The Raft log of many shards in one RocksDB (openraft `RaftLogStorage`).
+//!
+//! Column families (layouts in `docs/format/raft.md`):
+//! - `raft_log`: `shard_id u64 BE | log_index u64 BE` → encoded entry;
+//! - `raft_meta`: `shard_id u64 BE | tag u8` → vote (tag 1), committed log
+//!   id (tag 2), last purged log id (tag 3).
+//!
+//! Writes that openraft needs durable (append, vote, truncate, purge) are
+//! synced RocksDB writes run on tokio's blocking pool; nothing is locked
+//! across the sync, so the writes of different shards join one RocksDB write
+//! group and share its fsync. The committed log id is written unsynced: a
+//! stale value after a crash only makes openraft re-apply less eagerly.
+
+use super::codec::{self, CodecError};
+use super::{NodeId, ShardId, TypeConfig};
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{
+    AnyError, Entry, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote,
+};
+use rocksdb::{ColumnFamily, Direction, IteratorMode, Options, ReadOptions, WriteOptions, DB};
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Column family holding log entries of every shard.
+pub const CF_RAFT_LOG: &str = "raft_log";
+/// Column family holding per-shard vote, committed and last-purged log ids.
+pub const CF_RAFT_META: &str = "raft_meta";
+
+const META_VOTE: u8 = 1;
+const META_COMMITTED: u8 = 2;
+const META_PURGED: u8 = 3;
+
+/// Failures of the Raft log DB.
+#[derive(Debug, Error)]
+pub enum RaftLogError {
+    /// The DB could not be opened.
+    #[error("opening raft log DB at {}: {source}", path.display())]
+    Open {
+        /// Directory of the DB.
+        path: PathBuf,
+        /// RocksDB's error.
+        source: rocksdb::Error,
+    },
+    /// A DB handed to [`RaftLogDb::from_db`] lacks a needed column family.
+    #[error("raft log DB has no column family {0:?}")]
+    MissingColumnFamily(&'static str),
+    /// A RocksDB read or write failed.
+    #[error("shard {shard}: RocksDB {op} failed: {source}")]
+    Rocks {
+        /// Shard whose data was accessed.
+        shard: ShardId,
+        /// What was being done.
+        op: &'static str,
+        /// RocksDB's error.
+        source: rocksdb::Error,
+    },
+    /// A stored record failed to decode.
+    #[error("shard {shard}: {what}: {source}")]
+    Codec {
+        /// Shard whose data was read.
+        shard: ShardId,
+        /// Which record.
+        what: String,
+        /// The decoding failure.
+        source: CodecError,
+    },
+    /// The blocking write task panicked or was cancelled.
+    #[error("shard {shard}: blocking write task failed: {message}")]
+    Task {
+        /// Shard being written.
+        shard: ShardId,
+        /// The join error.
+        message: String,
+    },
+}
+
+type Result<T> = std::result::Result<T, RaftLogError>;
+
+/// Key of entry `index` of `shard` in `raft_log`.
+pub fn log_key(shard: ShardId, index: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&shard.to_be_bytes());
+    k[8..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn meta_key(shard: ShardId, tag: u8) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[..8].copy_from_slice(&shard.to_be_bytes());
+    k[8] = tag;
+    k
+}
+
+/// One RocksDB per ingester holding the Raft logs of all its shards.
+#[derive(Clone)]
+pub struct RaftLogDb {
+    db: Arc<DB>,
+}
+
+impl RaftLogDb {
+    /// Column families this store needs (for callers opening a shared DB).
+    pub const COLUMN_FAMILIES: [&'static str; 2] = [CF_RAFT_LOG, CF_RAFT_META];
+
+    /// Opens (creating if needed) a DB of its own at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with_options(path, Options::default())
+    }
+
+    /// Like [`RaftLogDb::open`] with caller-tuned RocksDB options (e.g.
+    /// statistics); creating the DB and its column families is forced on.
+    pub fn open_with_options(path: &Path, mut opts: Options) -> Result<Self> {
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let db = DB::open_cf(&opts, path, Self::COLUMN_FAMILIES).map_err(|source| {
+            RaftLogError::Open {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Uses an already open DB (e.g. the ingester's TSDB DB), which must have
+    /// been opened with [`RaftLogDb::COLUMN_FAMILIES`].
+    pub fn from_db(db: Arc<DB>) -> Result<Self> {
+        for cf in Self::COLUMN_FAMILIES {
+            if db.cf_handle(cf).is_none() {
+                return Err(RaftLogError::MissingColumnFamily(cf));
+            }
+        }
+        Ok(Self { db })
+    }
+
+    /// The log store of one shard (a cheap handle; any number may exist).
+    pub fn shard(&self, shard: ShardId) -> ShardLogStore {
+        ShardLogStore {
+            db: Arc::clone(&self.db),
+            shard,
+        }
+    }
+
+    /// The underlying DB.
+    pub fn db(&self) -> &Arc<DB> {
+        &self.db
+    }
+}
+
+/// The Raft log and vote of one shard: openraft's `RaftLogStorage` and
+/// `RaftLogReader` (the reader is a clone of the store).
+#[derive(Clone)]
+pub struct ShardLogStore {
+    db: Arc<DB>,
+    shard: ShardId,
+}
+
+impl ShardLogStore {
+    /// The shard this store belongs to.
+    pub fn shard_id(&self) -> ShardId {
+        self.shard
+    }
+
+    fn cf(&self, name: &'static str) -> Result<&ColumnFamily> {
+        self.db
+            .cf_handle(name)
+            .ok_or(RaftLogError::MissingColumnFamily(name))
+    }
+
+    fn rocks(&self, op: &'static str) -> impl FnOnce(rocksdb::Error) -> RaftLogError {
+        let shard = self.shard;
+        move |source| RaftLogError::Rocks { shard, op, source }
+    }
+
+    fn codec(&self, what: impl Into<String>) -> impl FnOnce(CodecError) -> RaftLogError {
+        let shard = self.shard;
+        let what = what.into();
+        move |source| RaftLogError::Codec {
+            shard,
+            what,
+            source,
+        }
+    }
+
+    fn meta(&self, tag: u8) -> Result<Option<Vec<u8>>> {
+        self.db
+            .get_cf(self.cf(CF_RAFT_META)?, meta_key(self.shard, tag))
+            .map_err(self.rocks("read meta"))
+    }
+
+    fn opt_log_id_meta(&self, tag: u8, what: &str) -> Result<Option<LogId<NodeId>>> {
+        match self.meta(tag)? {
+            None => Ok(None),
+            Some(b) => codec::decode_opt_log_id(&b).map_err(self.codec(what)),
+        }
+    }
+
+    /// Entries with index in `[start, end)`, in index order.
+    pub fn read_range(&self, start: u64, end: u64) -> Result<Vec<Entry<TypeConfig>>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(log_key(self.shard, end));
+        let from = log_key(self.shard, start);
+        let it = self.db.iterator_cf_opt(
+            self.cf(CF_RAFT_LOG)?,
+            opts,
+            IteratorMode::From(&from, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for kv in it {
+            let (k, v) = kv.map_err(self.rocks("iterate log"))?;
+            let e =
+                codec::decode_entry(&v).map_err(self.codec(format!("log entry key {k:02x?}")))?;
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    /// Log id of the last entry present, if any.
+    pub fn last_entry_id(&self) -> Result<Option<LogId<NodeId>>> {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_lower_bound(log_key(self.shard, 0));
+        opts.set_iterate_upper_bound(log_key(self.shard, u64::MAX));
+        let mut it = self
+            .db
+            .iterator_cf_opt(self.cf(CF_RAFT_LOG)?, opts, IteratorMode::End);
+        match it.next() {
+            None => Ok(None),
+            Some(kv) => {
+                let (_, v) = kv.map_err(self.rocks("seek last log entry"))?;
+                codec::decode_entry_log_id(&v)
+                    .map(Some)
+                    .map_err(self.codec("last log entry"))
+            }
+        }
+    }
+
+    /// Last purged log id, if any entry was ever purged.
+    pub fn last_purged(&self) -> Result<Option<LogId<NodeId>>> {
+        self.opt_log_id_meta(META_PURGED, "last purged log id")
+    }
+
+    /// Runs `wb` as one synced write on the blocking pool.
+    async fn write_synced(&self, wb: rocksdb::WriteBatch) -> Result<()> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut opts = WriteOptions::default();
+            opts.set_sync(true);
+            this.db
+                .write_opt(wb, &opts)
+                .map_err(this.rocks("synced write"))
+        })
+        .await
+        .map_err(|e| RaftLogError::Task {
+            shard: self.shard,
+            message: e.to_string(),
+        })?
+    }
+
+    /// Deletes every entry and all meta of this shard (replica moved away).
+    pub async fn destroy(&self) -> Result<()> {
+        let mut wb = rocksdb::WriteBatch::default();
+        wb.delete_range_cf(
+            self.cf(CF_RAFT_LOG)?,
+            log_key(self.shard, 0),
+            log_key(self.shard, u64::MAX),
+        );
+        wb.delete_range_cf(
+            self.cf(CF_RAFT_META)?,
+            meta_key(self.shard, 0),
+            meta_key(self.shard, u8::MAX),
+        );
+        self.write_synced(wb).await
+    }
+}
+
+fn read_err(e: RaftLogError) -> StorageError<NodeId> {
+    StorageIOError::read_logs(AnyError::new(&e)).into()
+}
+
+fn write_err(e: RaftLogError) -> StorageError<NodeId> {
+    StorageIOError::write_logs(AnyError::new(&e)).into()
+}
+
+fn range_to_indices<RB: RangeBounds<u64>>(range: &RB) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<TypeConfig> for ShardLogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> std::result::Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        let (start, end) = range_to_indices(&range);
+        self.read_range(start, end).map_err(read_err)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for ShardLogStore {
+    type LogReader = ShardLogStore;
+
+    async fn get_log_state(
+        &mut self,
+    ) -> std::result::Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        let last_purged_log_id = self.last_purged().map_err(read_err)?;
+        let last_log_id = self
+            .last_entry_id()
+            .map_err(read_err)?
+            .or(last_purged_log_id);
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(
+        &mut self,
+        vote: &Vote<NodeId>,
+    ) -> std::result::Result<(), StorageError<NodeId>> {
+        let mut buf = Vec::with_capacity(18);
+        codec::encode_vote(vote, &mut buf);
+        let mut wb = rocksdb::WriteBatch::default();
+        let cf = self
+            .cf(CF_RAFT_META)
+            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
+        wb.put_cf(cf, meta_key(self.shard, META_VOTE), buf);
+        self.write_synced(wb)
+            .await
+            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
+    }
+
+    async fn read_vote(
+        &mut self,
+    ) -> std::result::Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        let to_err =
+            |e: RaftLogError| StorageError::from(StorageIOError::read_vote(AnyError::new(&e)));
+        match self.meta(META_VOTE).map_err(to_err)? {
+            None => Ok(None),
+            Some(b) => codec::decode_vote(&b)
+                .map(Some)
+                .map_err(self.codec("vote"))
+                .map_err(to_err),
+        }
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> std::result::Result<(), StorageError<NodeId>> {
+        let mut buf = Vec::with_capacity(26);
+        codec::encode_opt_log_id(committed.as_ref(), &mut buf);
+        let cf = self.cf(CF_RAFT_META).map_err(write_err)?;
+        self.db
+            .put_cf(cf, meta_key(self.shard, META_COMMITTED), buf)
+            .map_err(self.rocks("write committed"))
+            .map_err(write_err)
+    }
+
+    async fn read_committed(
+        &mut self,
+    ) -> std::result::Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        self.opt_log_id_meta(META_COMMITTED, "committed log id")
+            .map_err(read_err)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> std::result::Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let cf = self.cf(CF_RAFT_LOG).map_err(write_err)?;
+        let mut wb = rocksdb::WriteBatch::default();
+        let mut buf = Vec::new();
+        for e in entries {
+            codec::encode_entry(&e, &mut buf);
+            wb.put_cf(cf, log_key(self.shard, e.log_id.index), &buf);
+        }
+        match self.write_synced(wb).await {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(write_err(e))
+            }
+        }
+    }
+
+    async fn truncate(
+        &mut self,
+        log_id: LogId<NodeId>,
+    ) -> std::result::Result<(), StorageError<NodeId>> {
+        let cf = self.cf(CF_RAFT_LOG).map_err(write_err)?;
+        let mut wb = rocksdb::WriteBatch::default();
+        wb.delete_range_cf(
+            cf,
+            log_key(self.shard, log_id.index),
+            log_key(self.shard, u64::MAX),
+        );
+        self.write_synced(wb).await.map_err(write_err)
+    }
+
+    async fn purge(
+        &mut self,
+        log_id: LogId<NodeId>,
+    ) -> std::result::Result<(), StorageError<NodeId>> {
+        let (log_cf, meta_cf) = (
+            self.cf(CF_RAFT_LOG).map_err(write_err)?,
+            self.cf(CF_RAFT_META).map_err(write_err)?,
+        );
+        let mut buf = Vec::with_capacity(26);
+        codec::encode_opt_log_id(Some(&log_id), &mut buf);
+        let mut wb = rocksdb::WriteBatch::default();
+        wb.put_cf(meta_cf, meta_key(self.shard, META_PURGED), buf);
+        wb.delete_range_cf(
+            log_cf,
+            log_key(self.shard, 0),
+            log_key(self.shard, log_id.index.saturating_add(1)),
+        );
+        self.write_synced(wb).await.map_err(write_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_sort_by_shard_then_index() {
+        let mut keys = vec![
+            log_key(2, 0),
+            log_key(1, u64::MAX - 1),
+            log_key(1, 256),
+            log_key(1, 3),
+        ];
+        keys.sort();
+        assert_eq!(
+            keys,
+            vec![
+                log_key(1, 3),
+                log_key(1, 256),
+                log_key(1, u64::MAX - 1),
+                log_key(2, 0)
+            ]
+        );
+        assert!(meta_key(1, META_PURGED) < meta_key(2, META_VOTE));
+    }
+
+    #[test]
+    fn range_bounds_map_to_half_open_indices() {
+        assert_eq!(range_to_indices(&(3..7)), (3, 7));
+        assert_eq!(range_to_indices(&(3..=7)), (3, 8));
+        assert_eq!(range_to_indices(&(..)), (0, u64::MAX));
+        assert_eq!(range_to_indices(&(5..)), (5, u64::MAX));
+    }
+}

@@ -1,0 +1,377 @@
+//! A shard's Raft state machine (openraft `RaftStateMachine`): applies
+//! committed write batches to a [`ShardData`] backend in log order and
+//! tracks the last applied log id and membership.
+//!
+//! Snapshots are a byte dump (`docs/format/raft.md`, "snapshot"): the
+//! applied log id, the membership and the backend's content as write
+//! batches. The view is captured when openraft asks for a builder (that call
+//! is serialised with `apply`), so a snapshot is always consistent with the
+//! log id it claims. The latest snapshot is kept in memory only: this state
+//! machine is not yet persistent (a restarted replica re-applies the log
+//! from its start or receives a snapshot).
+
+use super::codec::{self, SnapshotParts};
+use super::{NodeId, TypeConfig, WriteSummary};
+use aion_model::memstore::MemStore;
+use aion_model::storage::{
+    AppendOutcome, Appender, Queryable, SelectHints, SeriesSamples, StorageError as ModelError,
+    WriteBatch,
+};
+use aion_model::tenant::TenantId;
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
+    StorageError, StorageIOError, StoredMembership,
+};
+use parking_lot::{Mutex, RwLock};
+use std::collections::BTreeSet;
+use std::io::Cursor;
+use std::sync::Arc;
+
+/// What a shard's state machine applies batches to.
+pub trait ShardData: Send + Sync + 'static {
+    /// Applies one batch (deterministically: every replica gets the same result).
+    fn append(&self, batch: WriteBatch) -> Result<AppendOutcome, ModelError>;
+    /// The whole content, as batches that rebuild it when appended in order.
+    fn dump(&self) -> Result<Vec<WriteBatch>, ModelError>;
+    /// Replaces the whole content with `batches`.
+    fn restore(&self, batches: Vec<WriteBatch>) -> Result<(), ModelError>;
+}
+
+/// An in-memory [`ShardData`]: a [`MemStore`] plus the set of tenants seen.
+#[derive(Debug, Default)]
+pub struct MemShardData {
+    store: MemStore,
+    tenants: RwLock<BTreeSet<TenantId>>,
+}
+
+impl MemShardData {
+    /// An empty shard.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The stored series, for queries.
+    pub fn store(&self) -> &MemStore {
+        &self.store
+    }
+}
+
+impl ShardData for MemShardData {
+    fn append(&self, batch: WriteBatch) -> Result<AppendOutcome, ModelError> {
+        self.tenants.write().insert(batch.tenant.clone());
+        self.store.append(batch)
+    }
+
+    fn dump(&self) -> Result<Vec<WriteBatch>, ModelError> {
+        let tenants: Vec<TenantId> = self.tenants.read().iter().cloned().collect();
+        let mut out = Vec::with_capacity(tenants.len());
+        for tenant in tenants {
+            let series = self.store.select(&tenant, &SelectHints::all(), &[])?;
+            let series = series
+                .into_iter()
+                .map(|s| SeriesSamples {
+                    labels: s.labels,
+                    samples: s.samples,
+                })
+                .collect();
+            out.push(WriteBatch { tenant, series });
+        }
+        Ok(out)
+    }
+
+    fn restore(&self, batches: Vec<WriteBatch>) -> Result<(), ModelError> {
+        self.store.clear();
+        self.tenants.write().clear();
+        for b in batches {
+            self.append(b)?;
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot kept by the state machine.
+#[derive(Clone)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    bytes: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Applied {
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, BasicNode>,
+    snapshot: Option<StoredSnapshot>,
+    snapshots_built: u64,
+}
+
+/// The state machine of one shard over a [`ShardData`] backend.
+pub struct ShardStateMachine<S: ShardData> {
+    data: Arc<S>,
+    applied: Arc<Mutex<Applied>>,
+}
+
+impl<S: ShardData> ShardStateMachine<S> {
+    /// A state machine that has applied nothing, over `data`.
+    pub fn new(data: Arc<S>) -> Self {
+        Self {
+            data,
+            applied: Arc::new(Mutex::new(Applied::default())),
+        }
+    }
+
+    /// The backend (for reads).
+    pub fn data(&self) -> &Arc<S> {
+        &self.data
+    }
+
+    /// Log id of the last applied entry.
+    pub fn last_applied(&self) -> Option<LogId<NodeId>> {
+        self.applied.lock().last_applied
+    }
+}
+
+fn sm_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::write_state_machine(AnyError::error(e.to_string())).into()
+}
+
+/// Builds a snapshot from a view captured by `get_snapshot_builder`.
+pub struct ShardSnapshotBuilder {
+    parts: Result<SnapshotParts, ModelError>,
+    applied: Arc<Mutex<Applied>>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let parts = self
+            .parts
+            .as_ref()
+            .map_err(|e| StorageIOError::read_state_machine(AnyError::new(e)))?;
+        let mut bytes = Vec::new();
+        codec::encode_snapshot(parts, &mut bytes);
+        let mut applied = self.applied.lock();
+        applied.snapshots_built += 1;
+        let snapshot_id = match parts.last_applied {
+            Some(id) => format!(
+                "{}-{}-{}",
+                id.leader_id.term, id.index, applied.snapshots_built
+            ),
+            None => format!("none-{}", applied.snapshots_built),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: parts.last_applied,
+            last_membership: parts.membership.clone(),
+            snapshot_id,
+        };
+        applied.snapshot = Some(StoredSnapshot {
+            meta: meta.clone(),
+            bytes: bytes.clone(),
+        });
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
+    }
+}
+
+impl<S: ShardData> RaftStateMachine<TypeConfig> for ShardStateMachine<S> {
+    type SnapshotBuilder = ShardSnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>>
+    {
+        let a = self.applied.lock();
+        Ok((a.last_applied, a.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<WriteSummary>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut out = Vec::new();
+        for e in entries {
+            let summary = match e.payload {
+                EntryPayload::Blank => WriteSummary::default(),
+                EntryPayload::Normal(w) => {
+                    let outcome = self
+                        .data
+                        .append(w.0)
+                        .map_err(|err| StorageIOError::apply(e.log_id, AnyError::new(&err)))?;
+                    WriteSummary::from_outcome(&outcome)
+                }
+                EntryPayload::Membership(m) => {
+                    self.applied.lock().membership = StoredMembership::new(Some(e.log_id), m);
+                    WriteSummary::default()
+                }
+            };
+            self.applied.lock().last_applied = Some(e.log_id);
+            out.push(summary);
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        let (last_applied, membership) = {
+            let a = self.applied.lock();
+            (a.last_applied, a.membership.clone())
+        };
+        let parts = self.data.dump().map(|batches| SnapshotParts {
+            last_applied,
+            membership,
+            batches,
+        });
+        ShardSnapshotBuilder {
+            parts,
+            applied: Arc::clone(&self.applied),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let bytes = snapshot.into_inner();
+        let parts = codec::decode_snapshot(&bytes).map_err(|e| {
+            StorageIOError::read_snapshot(Some(meta.signature()), AnyError::new(&e))
+        })?;
+        if parts.last_applied != meta.last_log_id {
+            return Err(sm_err(format!(
+                "snapshot {} claims last log id {:?} but its bytes hold {:?}",
+                meta.snapshot_id, meta.last_log_id, parts.last_applied
+            )));
+        }
+        self.data.restore(parts.batches).map_err(sm_err)?;
+        let mut a = self.applied.lock();
+        a.last_applied = meta.last_log_id;
+        a.membership = meta.last_membership.clone();
+        a.snapshot = Some(StoredSnapshot {
+            meta: meta.clone(),
+            bytes,
+        });
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        Ok(self.applied.lock().snapshot.clone().map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.bytes)),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::ShardWrite;
+    use aion_model::labels::Labels;
+    use aion_model::sample::Sample;
+    use openraft::{CommittedLeaderId, Membership};
+    use std::collections::BTreeMap;
+
+    fn id(index: u64) -> LogId<NodeId> {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    fn write(tenant: &str, t: i64, v: f64) -> Entry<TypeConfig> {
+        let batch = WriteBatch {
+            tenant: TenantId::new(tenant).unwrap(),
+            series: vec![SeriesSamples {
+                labels: Labels::from_pairs([("__name__", "m")]),
+                samples: vec![Sample::new(t, v)],
+            }],
+        };
+        Entry {
+            log_id: id(0),
+            payload: EntryPayload::Normal(ShardWrite(batch)),
+        }
+    }
+
+    fn at(mut e: Entry<TypeConfig>, index: u64) -> Entry<TypeConfig> {
+        e.log_id = id(index);
+        e
+    }
+
+    #[tokio::test]
+    async fn apply_reports_rejections_and_snapshot_restores_every_tenant() {
+        let mut sm = ShardStateMachine::new(Arc::new(MemShardData::new()));
+        let members = Membership::new(
+            vec![[1u64].into()],
+            BTreeMap::from([(1, BasicNode::new("a"))]),
+        );
+        let out = sm
+            .apply([
+                Entry {
+                    log_id: id(1),
+                    payload: EntryPayload::Membership(members.clone()),
+                },
+                at(write("a", 10, 1.0), 2),
+                at(write("b", 10, 2.0), 3),
+                at(write("a", 5, 3.0), 4),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(out[1].appended, 1);
+        assert_eq!((out[3].appended, out[3].rejected), (0, 1));
+        assert!(
+            out[3].messages[0].contains("out_of_order sample at t=5"),
+            "{:?}",
+            out[3].messages
+        );
+        assert_eq!(sm.last_applied(), Some(id(4)));
+
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert_eq!(snap.meta.last_log_id, Some(id(4)));
+        let mut follower = ShardStateMachine::new(Arc::new(MemShardData::new()));
+        follower.apply([at(write("c", 1, 1.0), 1)]).await.unwrap();
+        follower
+            .install_snapshot(&snap.meta, snap.snapshot)
+            .await
+            .unwrap();
+        let (applied, membership) = follower.applied_state().await.unwrap();
+        assert_eq!((applied, membership.membership()), (Some(id(4)), &members));
+        let dump = follower.data().dump().unwrap();
+        let tenants: Vec<&str> = dump.iter().map(|b| b.tenant.as_str()).collect();
+        assert_eq!(
+            tenants,
+            vec!["a", "b"],
+            "install replaced the follower's own data"
+        );
+        assert_eq!(dump[0].series[0].samples, vec![Sample::new(10, 1.0)]);
+    }
+
+    #[tokio::test]
+    async fn install_refuses_a_snapshot_whose_bytes_disagree_with_its_meta() {
+        let mut sm = ShardStateMachine::new(Arc::new(MemShardData::new()));
+        sm.apply([at(write("a", 1, 1.0), 7)]).await.unwrap();
+        let mut snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        snap.meta.last_log_id = Some(id(8));
+        let mut other = ShardStateMachine::new(Arc::new(MemShardData::new()));
+        let err = other
+            .install_snapshot(&snap.meta, snap.snapshot)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("claims last log id"), "{err}");
+        assert_eq!(other.last_applied(), None);
+    }
+}
