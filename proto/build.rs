@@ -7,5 +7,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let fds = protox::compile(files, ["proto"])?;
     prost_build::Config::new().compile_fds(fds)?;
+
+    // gRPC services: messages by prost, clients and servers by tonic.
+    let services = ["proto/aion/ingester.proto"];
+    for f in services {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(services, ["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -169,20 +169,29 @@ async fn ingest(a: IngestArgs) -> Result<bool> {
         settle: Duration::from_secs(a.settle_secs),
         verify: !a.no_verify,
     };
-    let mut results = Vec::new();
+    let (mut results, mut all_ran) = (Vec::new(), true);
     for spec in &specs {
         eprintln!("== {} ({})", spec.kind.name(), spec.bin.display());
-        let m = measure::measure(spec, workload.clone(), &mcfg).await?;
-        println!("{}", report::machine_line(&m));
-        results.push(m);
+        // A target that cannot run is reported and skipped; the others still run.
+        match measure::measure(spec, workload.clone(), &mcfg).await {
+            Ok(m) => {
+                println!("{}", report::machine_line(&m));
+                results.push(m);
+            }
+            Err(e) => {
+                println!("SKIPPED {}: {e}", spec.kind.name());
+                all_ran = false;
+            }
+        }
     }
     println!("\n{}", report::table(&results));
     print!("{}", report::ratios(&results));
     print!("{}", report::threads(&results, 8));
     print!("{}", report::errors(&results));
-    Ok(results
-        .iter()
-        .all(|m| m.load.failed_requests == 0 && m.load.unsent_samples == 0))
+    Ok(all_ran
+        && results
+            .iter()
+            .all(|m| m.load.failed_requests == 0 && m.load.unsent_samples == 0))
 }
 
 async fn send(a: SendArgs) -> Result<bool> {

@@ -20,6 +20,7 @@
 mod codec;
 pub mod config;
 pub mod error;
+pub mod grpc;
 mod head;
 mod keys;
 mod metrics;
@@ -27,10 +28,11 @@ mod postings;
 pub mod raft;
 mod retention;
 mod series;
+pub mod shards;
 mod tsdb;
 mod wal;
 
 pub use config::TsdbConfig;
 pub use error::{IngesterError, Result};
 pub use keys::BLOCK_MS;
-pub use tsdb::{Tsdb, TsdbStats};
+pub use tsdb::{ReplicaMark, Tsdb, TsdbStats};

@@ -25,7 +25,9 @@
 
 pub mod codec;
 pub mod log_store;
+pub mod network;
 pub mod state_machine;
+pub mod tsdb_data;
 
 use aion_model::storage::{AppendOutcome, WriteBatch};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -33,6 +35,7 @@ use std::io::Cursor;
 
 pub use log_store::{RaftLogDb, RaftLogError, ShardLogStore, CF_RAFT_LOG, CF_RAFT_META};
 pub use state_machine::{MemShardData, ShardData, ShardSnapshotBuilder, ShardStateMachine};
+pub use tsdb_data::{shard_tsdb_dir, TsdbShardData, TsdbStateMachine};
 
 /// Id of a node (ingester) in a shard's Raft group.
 pub type NodeId = u64;

@@ -7,6 +7,9 @@
 mod append;
 mod open;
 mod read;
+mod replicated;
+
+pub use replicated::ReplicaMark;
 
 use crate::config::TsdbConfig;
 use crate::error::{IngesterError, Result};
@@ -52,6 +55,10 @@ pub(crate) struct Inner {
     pub(crate) wal_sizes: Mutex<VecDeque<(u64, u64)>>,
     /// Set when an apply write failed: the in-memory head is ahead of RocksDB.
     pub(crate) failed: Mutex<Option<String>>,
+    /// Raft mode: the replica's position, persisted by checkpoints.
+    replica: Mutex<ReplicaMark>,
+    /// Raft mode: batches applied since open.
+    replicated_applies: std::sync::atomic::AtomicU64,
 }
 
 /// A time-series database on RocksDB: `Send + Sync`, meant to be shared
@@ -92,6 +99,7 @@ impl Inner {
             wb.put_cf(self.cf(CF_HEAD), u64_key(*r), v);
         }
         wb.put_cf(self.cf(CF_META), META_CHECKPOINT_SEQ, seq.to_be_bytes());
+        self.replica.lock().write_to(&mut wb, self.cf(CF_META));
         wb.delete_range_cf(self.cf(CF_WAL), u64_key(0), u64_key(seq.saturating_add(1)));
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
@@ -151,6 +159,8 @@ impl Tsdb {
             checkpoint_lock: Mutex::new(()),
             wal_sizes: Mutex::new(VecDeque::new()),
             failed: Mutex::new(None),
+            replica: Mutex::new(ReplicaMark::default()),
+            replicated_applies: std::sync::atomic::AtomicU64::new(0),
         });
         inner.load()?;
         inner.apply_retention()?;

@@ -60,20 +60,8 @@ impl Engine {
         time_ms: i64,
     ) -> Result<QueryResult, EngineError> {
         let expr = plan::parse(query, plan::DurationContext { step_ms: 0, range_ms: 0 })?;
-        let mut shared = eval::Shared::new(&self.opts);
-        shared.invalid_literals = plan::invalid_utf8_literals(query);
-        shared.positions = positions::Positions::new(query, &expr);
-        let ev = eval::Evaluator {
-            storage,
-            tenant,
-            shared: &shared,
-            query_start: time_ms,
-            query_end: time_ms,
-            query_step: 0,
-            start: time_ms,
-            end: time_ms,
-            interval: 1,
-        };
+        let shared = self.shared_for(query, &expr);
+        let ev = eval::Evaluator::new(storage, tenant, &shared, time_ms, time_ms, 0);
         let v = ev.eval(&expr)?;
         let value = eval::finish_instant(v, time_ms)?;
         Ok(Self::result(value, shared))
@@ -100,20 +88,8 @@ impl Engine {
         }
         let expr = plan::parse(query, plan::DurationContext { step_ms, range_ms: end_ms - start_ms })?;
         plan::check_range_query(&expr)?;
-        let mut shared = eval::Shared::new(&self.opts);
-        shared.invalid_literals = plan::invalid_utf8_literals(query);
-        shared.positions = positions::Positions::new(query, &expr);
-        let ev = eval::Evaluator {
-            storage,
-            tenant,
-            shared: &shared,
-            query_start: start_ms,
-            query_end: end_ms,
-            query_step: step_ms,
-            start: start_ms,
-            end: end_ms,
-            interval: step_ms,
-        };
+        let shared = self.shared_for(query, &expr);
+        let ev = eval::Evaluator::new(storage, tenant, &shared, start_ms, end_ms, step_ms);
         if ev.steps() > self.opts.max_samples {
             return Err(EngineError::TooManySamples("query execution".into()));
         }
@@ -121,6 +97,14 @@ impl Engine {
         let steps: Vec<i64> = (0..ev.steps()).map(|i| ev.ts(i)).collect();
         let value = eval::finish_range(v, &steps)?;
         Ok(Self::result(value, shared))
+    }
+
+    /// Per-query evaluation state: limits, annotations, literal checks, positions.
+    fn shared_for(&self, query: &str, expr: &promql_parser::parser::Expr) -> eval::Shared {
+        let mut shared = eval::Shared::new(&self.opts);
+        shared.invalid_literals = plan::invalid_utf8_literals(query);
+        shared.positions = positions::Positions::new(query, expr);
+        shared
     }
 
     fn result(value: Value, shared: eval::Shared) -> QueryResult {

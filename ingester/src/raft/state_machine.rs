@@ -2,13 +2,16 @@
 //! committed write batches to a [`ShardData`] backend in log order and
 //! tracks the last applied log id and membership.
 //!
-//! Snapshots are a byte dump (`docs/format/raft.md`, "snapshot"): the
-//! applied log id, the membership and the backend's content as write
-//! batches. The view is captured when openraft asks for a builder (that call
-//! is serialised with `apply`), so a snapshot is always consistent with the
-//! log id it claims. The latest snapshot is kept in memory only: this state
-//! machine is not yet persistent (a restarted replica re-applies the log
-//! from its start or receives a snapshot).
+//! Snapshots are bytes made by the backend ([`ShardData::snapshot_bytes`]);
+//! by default a dump (`docs/format/raft.md`, "snapshot") of the applied log
+//! id, the membership and the content as write batches. The view is captured
+//! when openraft asks for a builder (that call is serialised with `apply`),
+//! so a snapshot is always consistent with the log id it claims. The latest
+//! snapshot is kept in memory only. Persistence of the applied position is
+//! the backend's: [`MemShardData`] has none (a restarted replica re-applies
+//! the log from its start or receives a snapshot); the TSDB backend
+//! (`raft/tsdb_data.rs`) checkpoints it and [`ShardStateMachine::open`]
+//! resumes from there.
 
 use super::codec::{self, SnapshotParts};
 use super::{NodeId, TypeConfig, WriteSummary};
@@ -36,6 +39,78 @@ pub trait ShardData: Send + Sync + 'static {
     fn dump(&self) -> Result<Vec<WriteBatch>, ModelError>;
     /// Replaces the whole content with `batches`.
     fn restore(&self, batches: Vec<WriteBatch>) -> Result<(), ModelError>;
+
+    /// Applies the batch of the committed entry `log_id`. Default:
+    /// [`ShardData::append`]. Persistent
+    /// backends record `log_id` so [`ShardData::persisted_state`] can tell
+    /// openraft where to resume.
+    fn apply_entry(
+        &self,
+        log_id: &LogId<NodeId>,
+        batch: WriteBatch,
+    ) -> Result<AppendOutcome, ModelError> {
+        let _ = log_id;
+        self.append(batch)
+    }
+
+    /// Notes a committed entry without data: blank (`membership` `None`)
+    /// or a membership change (the new one). Default: nothing to record.
+    fn apply_marker(
+        &self,
+        log_id: &LogId<NodeId>,
+        membership: Option<&StoredMembership<NodeId, BasicNode>>,
+    ) -> Result<(), ModelError> {
+        let _ = (log_id, membership);
+        Ok(())
+    }
+
+    /// The applied position the backend holds durably (read once, by
+    /// [`ShardStateMachine::open`]). Default: `None`, nothing persisted.
+    #[allow(clippy::type_complexity)]
+    fn persisted_state(
+        &self,
+    ) -> Result<Option<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)>, ModelError>
+    {
+        Ok(None)
+    }
+
+    /// Snapshot bytes of the whole content at `last_applied` (called
+    /// serialised with apply). Default: [`ShardData::dump`] in the batch
+    /// snapshot format of `docs/format/raft.md`.
+    fn snapshot_bytes(
+        &self,
+        last_applied: Option<LogId<NodeId>>,
+        membership: &StoredMembership<NodeId, BasicNode>,
+    ) -> Result<Vec<u8>, ModelError> {
+        let parts = SnapshotParts {
+            last_applied,
+            membership: membership.clone(),
+            batches: self.dump()?,
+        };
+        let mut bytes = Vec::new();
+        codec::encode_snapshot(&parts, &mut bytes);
+        Ok(bytes)
+    }
+
+    /// Replaces the whole content with a snapshot made by
+    /// [`ShardData::snapshot_bytes`] that must cover exactly `expected`
+    /// (checked before anything changes); returns its membership.
+    fn install_snapshot_bytes(
+        &self,
+        expected: Option<LogId<NodeId>>,
+        bytes: &[u8],
+    ) -> Result<StoredMembership<NodeId, BasicNode>, ModelError> {
+        let parts =
+            codec::decode_snapshot(bytes).map_err(|e| ModelError::Corruption(e.to_string()))?;
+        if parts.last_applied != expected {
+            return Err(ModelError::Corruption(format!(
+                "snapshot claims last log id {expected:?} but its bytes hold {:?}",
+                parts.last_applied
+            )));
+        }
+        self.restore(parts.batches)?;
+        Ok(parts.membership)
+    }
 }
 
 /// An in-memory [`ShardData`]: a [`MemStore`] plus the set of tenants seen.
@@ -120,6 +195,19 @@ impl<S: ShardData> ShardStateMachine<S> {
         }
     }
 
+    /// A state machine over a persistent `data`, resuming from the position
+    /// it holds ([`ShardData::persisted_state`]): openraft then re-applies
+    /// only the log after it.
+    pub fn open(data: Arc<S>) -> Result<Self, ModelError> {
+        let sm = Self::new(data);
+        if let Some((last_applied, membership)) = sm.data.persisted_state()? {
+            let mut a = sm.applied.lock();
+            a.last_applied = last_applied;
+            a.membership = membership;
+        }
+        Ok(sm)
+    }
+
     /// The backend (for reads).
     pub fn data(&self) -> &Arc<S> {
         &self.data
@@ -137,21 +225,22 @@ fn sm_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
 
 /// Builds a snapshot from a view captured by `get_snapshot_builder`.
 pub struct ShardSnapshotBuilder {
-    parts: Result<SnapshotParts, ModelError>,
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, BasicNode>,
+    bytes: Result<Vec<u8>, ModelError>,
     applied: Arc<Mutex<Applied>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let parts = self
-            .parts
+        let bytes = self
+            .bytes
             .as_ref()
-            .map_err(|e| StorageIOError::read_state_machine(AnyError::new(e)))?;
-        let mut bytes = Vec::new();
-        codec::encode_snapshot(parts, &mut bytes);
+            .map_err(|e| StorageIOError::read_state_machine(AnyError::new(e)))?
+            .clone();
         let mut applied = self.applied.lock();
         applied.snapshots_built += 1;
-        let snapshot_id = match parts.last_applied {
+        let snapshot_id = match self.last_applied {
             Some(id) => format!(
                 "{}-{}-{}",
                 id.leader_id.term, id.index, applied.snapshots_built
@@ -159,8 +248,8 @@ impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
             None => format!("none-{}", applied.snapshots_built),
         };
         let meta = SnapshotMeta {
-            last_log_id: parts.last_applied,
-            last_membership: parts.membership.clone(),
+            last_log_id: self.last_applied,
+            last_membership: self.membership.clone(),
             snapshot_id,
         };
         applied.snapshot = Some(StoredSnapshot {
@@ -192,17 +281,27 @@ impl<S: ShardData> RaftStateMachine<TypeConfig> for ShardStateMachine<S> {
     {
         let mut out = Vec::new();
         for e in entries {
+            let apply_err = |err: ModelError| StorageIOError::apply(e.log_id, AnyError::new(&err));
             let summary = match e.payload {
-                EntryPayload::Blank => WriteSummary::default(),
+                EntryPayload::Blank => {
+                    self.data
+                        .apply_marker(&e.log_id, None)
+                        .map_err(apply_err)?;
+                    WriteSummary::default()
+                }
                 EntryPayload::Normal(w) => {
                     let outcome = self
                         .data
-                        .append(w.0)
-                        .map_err(|err| StorageIOError::apply(e.log_id, AnyError::new(&err)))?;
+                        .apply_entry(&e.log_id, w.0)
+                        .map_err(apply_err)?;
                     WriteSummary::from_outcome(&outcome)
                 }
                 EntryPayload::Membership(m) => {
-                    self.applied.lock().membership = StoredMembership::new(Some(e.log_id), m);
+                    let m = StoredMembership::new(Some(e.log_id), m);
+                    self.data
+                        .apply_marker(&e.log_id, Some(&m))
+                        .map_err(apply_err)?;
+                    self.applied.lock().membership = m;
                     WriteSummary::default()
                 }
             };
@@ -217,13 +316,11 @@ impl<S: ShardData> RaftStateMachine<TypeConfig> for ShardStateMachine<S> {
             let a = self.applied.lock();
             (a.last_applied, a.membership.clone())
         };
-        let parts = self.data.dump().map(|batches| SnapshotParts {
+        let bytes = self.data.snapshot_bytes(last_applied, &membership);
+        ShardSnapshotBuilder {
             last_applied,
             membership,
-            batches,
-        });
-        ShardSnapshotBuilder {
-            parts,
+            bytes,
             applied: Arc::clone(&self.applied),
         }
     }
@@ -240,16 +337,9 @@ impl<S: ShardData> RaftStateMachine<TypeConfig> for ShardStateMachine<S> {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let bytes = snapshot.into_inner();
-        let parts = codec::decode_snapshot(&bytes).map_err(|e| {
-            StorageIOError::read_snapshot(Some(meta.signature()), AnyError::new(&e))
-        })?;
-        if parts.last_applied != meta.last_log_id {
-            return Err(sm_err(format!(
-                "snapshot {} claims last log id {:?} but its bytes hold {:?}",
-                meta.snapshot_id, meta.last_log_id, parts.last_applied
-            )));
-        }
-        self.data.restore(parts.batches).map_err(sm_err)?;
+        self.data
+            .install_snapshot_bytes(meta.last_log_id, &bytes)
+            .map_err(|e| sm_err(format!("installing snapshot {}: {e}", meta.snapshot_id)))?;
         let mut a = self.applied.lock();
         a.last_applied = meta.last_log_id;
         a.membership = meta.last_membership.clone();

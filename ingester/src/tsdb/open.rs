@@ -57,6 +57,7 @@ impl Inner {
         self.load_series()?;
         self.load_postings()?;
         self.load_head()?;
+        self.load_replica_mark()?;
         {
             let mut head = self.head.write();
             head.next_ref = head.next_ref.max(next_ref);

@@ -4,8 +4,8 @@ use super::params::{time_param, Params, MAX_TIME_MS, MIN_TIME_MS};
 use super::response::{encode_strings, success, write_labels, ApiError};
 use super::QueryApi;
 use crate::selector::parse_series_selector;
-use aion_model::storage::SelectHints;
-use aion_model::{Labels, Matcher};
+use aion_model::storage::{Queryable, SelectHints, StorageError};
+use aion_model::{Matcher, TenantId};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, Uri};
@@ -46,9 +46,39 @@ fn storage_err(e: aion_model::storage::StorageError) -> ApiError {
     ApiError::from(crate::engine::EngineError::from(e))
 }
 
-/// Runs a blocking storage call off the async runtime.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(ApiError::internal(format!("storage call panicked: {e}"))))
+/// Parses the shared parameters, runs `f` once per `match[]` set off the async runtime,
+/// and returns the union, sorted and cut to `limit` (with a warning when cut).
+async fn collect<T, F>(
+    api: &Arc<QueryApi>,
+    p: &Params,
+    headers: &HeaderMap,
+    require_match: bool,
+    f: F,
+) -> Result<(Vec<T>, Vec<String>), ApiError>
+where
+    T: Ord + Send + 'static,
+    F: Fn(&dyn Queryable, &TenantId, &SelectHints, &[Matcher]) -> Result<Vec<T>, StorageError> + Send + 'static,
+{
+    let tenant = api.tenant(headers)?;
+    let mut sets = matcher_sets(p)?;
+    if sets.is_empty() {
+        if require_match {
+            return Err(ApiError::bad_data("no match[] parameter provided"));
+        }
+        sets.push(Vec::new());
+    }
+    let (h, lim) = (hints(p)?, limit(p)?);
+    let api2 = api.clone();
+    let all = tokio::task::spawn_blocking(move || {
+        let mut all = BTreeSet::new();
+        for set in &sets {
+            all.extend(f(api2.storage.as_ref(), &tenant, &h, set).map_err(storage_err)?);
+        }
+        Ok::<_, ApiError>(all)
+    })
+    .await
+    .unwrap_or_else(|e| Err(ApiError::internal(format!("storage call panicked: {e}"))))?;
+    Ok(truncate(all.into_iter().collect(), lim))
 }
 
 fn finish(api: &QueryApi, endpoint: &str, r: Result<(String, Vec<String>), ApiError>) -> Response {
@@ -66,24 +96,8 @@ fn finish(api: &QueryApi, endpoint: &str, r: Result<(String, Vec<String>), ApiEr
 
 /// `GET|POST /api/v1/series`.
 pub async fn series(State(api): State<Arc<QueryApi>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let r = async {
-        let p = Params::from_request(&method, &uri, &headers, &body);
-        let tenant = api.tenant(&headers)?;
-        let sets = matcher_sets(&p)?;
-        if sets.is_empty() {
-            return Err(ApiError::bad_data("no match[] parameter provided"));
-        }
-        let (h, lim) = (hints(&p)?, limit(&p)?);
-        let api2 = api.clone();
-        let all: BTreeSet<Labels> = blocking(move || {
-            let mut all = BTreeSet::new();
-            for set in &sets {
-                all.extend(api2.storage.series(&tenant, &h, set).map_err(storage_err)?);
-            }
-            Ok(all)
-        })
-        .await?;
-        let (list, warnings) = truncate(all.into_iter().collect::<Vec<_>>(), lim);
+    let p = Params::from_request(&method, &uri, &headers, &body);
+    let r = collect(&api, &p, &headers, true, |s, t, h, m| s.series(t, h, m)).await.map(|(list, warnings)| {
         let mut out = String::from("[");
         for (i, l) in list.iter().enumerate() {
             if i > 0 {
@@ -92,36 +106,16 @@ pub async fn series(State(api): State<Arc<QueryApi>>, method: Method, uri: Uri, 
             write_labels(&mut out, l);
         }
         out.push(']');
-        Ok((out, warnings))
-    }
-    .await;
+        (out, warnings)
+    });
     finish(&api, "series", r)
 }
 
 /// `GET|POST /api/v1/labels`.
 pub async fn labels(State(api): State<Arc<QueryApi>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let r = async {
-        let p = Params::from_request(&method, &uri, &headers, &body);
-        let tenant = api.tenant(&headers)?;
-        let mut sets = matcher_sets(&p)?;
-        if sets.is_empty() {
-            sets.push(Vec::new());
-        }
-        let (h, lim) = (hints(&p)?, limit(&p)?);
-        let api2 = api.clone();
-        let names: BTreeSet<String> = blocking(move || {
-            let mut names = BTreeSet::new();
-            for set in &sets {
-                names.extend(api2.storage.label_names(&tenant, &h, set).map_err(storage_err)?);
-            }
-            Ok(names)
-        })
-        .await?;
-        let (list, warnings) = truncate(names.into_iter().collect(), lim);
-        Ok((encode_strings(&list), warnings))
-    }
-    .await;
-    finish(&api, "labels", r)
+    let p = Params::from_request(&method, &uri, &headers, &body);
+    let r = collect(&api, &p, &headers, false, |s, t, h, m| s.label_names(t, h, m)).await;
+    finish(&api, "labels", r.map(|(list, w)| (encode_strings(&list), w)))
 }
 
 /// `GET /api/v1/label/<name>/values`.
@@ -132,29 +126,10 @@ pub async fn label_values(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let r = async {
-        let p = Params::from_request(&method, &uri, &headers, &[]);
-        let tenant = api.tenant(&headers)?;
-        let name = decode_label_name(&name);
-        let mut sets = matcher_sets(&p)?;
-        if sets.is_empty() {
-            sets.push(Vec::new());
-        }
-        let (h, lim) = (hints(&p)?, limit(&p)?);
-        let api2 = api.clone();
-        let values: BTreeSet<String> = blocking(move || {
-            let mut values = BTreeSet::new();
-            for set in &sets {
-                values.extend(api2.storage.label_values(&tenant, &name, &h, set).map_err(storage_err)?);
-            }
-            Ok(values)
-        })
-        .await?;
-        let (list, warnings) = truncate(values.into_iter().collect(), lim);
-        Ok((encode_strings(&list), warnings))
-    }
-    .await;
-    finish(&api, "label_values", r)
+    let p = Params::from_request(&method, &uri, &headers, &[]);
+    let name = decode_label_name(&name);
+    let r = collect(&api, &p, &headers, false, move |s, t, h, m| s.label_values(t, &name, h, m)).await;
+    finish(&api, "label_values", r.map(|(list, w)| (encode_strings(&list), w)))
 }
 
 /// Label names in the path may use Prometheus's `U__` escaping for UTF-8 names.

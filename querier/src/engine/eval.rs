@@ -99,6 +99,22 @@ impl Shared {
 }
 
 impl<'a> Evaluator<'a> {
+    /// The top-level evaluator of a query over `start..=end` every `step` ms
+    /// (`step` 0 for an instant query, which evaluates once at `start`).
+    pub fn new(storage: &'a dyn Queryable, tenant: &'a TenantId, shared: &'a Shared, start: i64, end: i64, step: i64) -> Self {
+        Self {
+            storage,
+            tenant,
+            shared,
+            query_start: start,
+            query_end: end,
+            query_step: step,
+            start,
+            end,
+            interval: step.max(1),
+        }
+    }
+
     /// Number of steps.
     pub fn steps(&self) -> usize {
         ((self.end - self.start) / self.interval.max(1)) as usize + 1

@@ -11,18 +11,7 @@ const EPSILON: f64 = 1e-6;
 
 /// True when `a` and `b` are equal within the test tolerance (NaN equals NaN).
 pub fn almost_equal(a: f64, b: f64) -> bool {
-    if a.is_nan() && b.is_nan() {
-        return true;
-    }
-    if a == b {
-        return true;
-    }
-    let abs_sum = a.abs() + b.abs();
-    let diff = (a - b).abs();
-    if a == 0.0 || b == 0.0 || abs_sum < f64::MIN_POSITIVE {
-        return diff < EPSILON * f64::MIN_POSITIVE;
-    }
-    diff / abs_sum.min(f64::MAX) < EPSILON
+    crate::engine::functions::histogram::almost_equal(a, b, EPSILON)
 }
 
 fn msg_matches(m: &MsgMatch, actual: &str) -> bool {

@@ -152,8 +152,8 @@ fn ensure_monotonic(buckets: &mut [Bucket], tolerance: f64) -> (bool, bool) {
     (forced, fixed)
 }
 
-/// Relative float comparison with an absolute floor near zero.
-fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
+/// Relative float comparison with an absolute floor near zero (NaN equals NaN).
+pub fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
     const MIN_NORMAL: f64 = f64::MIN_POSITIVE; // 2^-1022
     if a.is_nan() && b.is_nan() {
         return true;

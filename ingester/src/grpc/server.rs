@@ -1,0 +1,251 @@
+//! The `Ingester` service (Push, Select, LabelNames, LabelValues) over a
+//! [`ShardHost`], and [`serve`], which runs it with the `Raft` service.
+
+use super::convert::{self, LEADER_ADDR_KEY, LEADER_ID_KEY};
+use crate::raft::{NodeId, ShardId, ShardWrite};
+use crate::shards::{HostedShard, ShardHost, ShardQuery};
+use crate::raft::ShardData;
+use aion_model::storage::StorageError;
+use aion_proto::ingester as pb;
+use aion_proto::ingester::ingester_server::{Ingester, IngesterServer};
+use aion_proto::ingester::raft_server::RaftServer;
+use openraft::error::{ForwardToLeader, RaftError};
+use openraft::BasicNode;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tonic::{Request, Response, Status};
+
+/// Largest gRPC message accepted or sent (Raft batches and snapshots).
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+/// Series per `SelectResponse` message.
+pub const SERIES_PER_MESSAGE: usize = 64;
+
+/// Time limits of the server.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerConfig {
+    /// Longest a Push waits for its entry to commit and apply.
+    pub write_timeout: Duration,
+    /// Longest a read waits to confirm leadership.
+    pub read_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            write_timeout: Duration::from_secs(3),
+            read_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Both gRPC services of one ingester, over its [`ShardHost`].
+pub struct IngesterService<S: ShardData + ShardQuery> {
+    pub(super) host: Arc<ShardHost<S>>,
+    config: ServerConfig,
+}
+
+impl<S: ShardData + ShardQuery> Clone for IngesterService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            host: Arc::clone(&self.host),
+            config: self.config,
+        }
+    }
+}
+
+impl<S: ShardData + ShardQuery> IngesterService<S> {
+    /// The services of `host`.
+    pub fn new(host: Arc<ShardHost<S>>, config: ServerConfig) -> Self {
+        Self { host, config }
+    }
+
+    pub(super) fn shard(&self, shard: ShardId) -> Result<Arc<HostedShard<S>>, Status> {
+        self.host.shard(shard).ok_or_else(|| {
+            Status::not_found(format!("shard {shard} is not hosted on node {}", self.host.node_id()))
+        })
+    }
+
+    /// Confirms this node leads `shard` and has applied everything committed.
+    async fn linearize(&self, shard: &HostedShard<S>) -> Result<(), Status> {
+        let wait = tokio::time::timeout(self.config.read_timeout, shard.raft.ensure_linearizable());
+        match wait.await {
+            Err(_) => Err(Status::unavailable(format!(
+                "shard {}: leadership not confirmed within {:?} (no quorum reachable?); retry",
+                shard.id, self.config.read_timeout
+            ))),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => match e.forward_to_leader::<BasicNode>() {
+                Some(f) => Err(self.read_not_leader(shard.id, f)),
+                None => Err(Status::unavailable(format!("shard {}: {e}", shard.id))),
+            },
+        }
+    }
+
+    fn read_not_leader(&self, shard: ShardId, f: &ForwardToLeader<NodeId, BasicNode>) -> Status {
+        let Some((id, addr)) = leader_of(f) else {
+            return no_leader(shard);
+        };
+        let mut status = Status::failed_precondition(format!(
+            "node {} is not the leader of shard {shard}; leader is node {id} at {addr}",
+            self.host.node_id()
+        ));
+        let md = status.metadata_mut();
+        if let Ok(v) = id.to_string().parse() {
+            md.insert(LEADER_ID_KEY, v);
+        }
+        if let Ok(v) = addr.parse() {
+            md.insert(LEADER_ADDR_KEY, v);
+        }
+        status
+    }
+
+    /// Runs a read of the shard's data on a blocking thread, after confirming leadership.
+    async fn read<T, F>(&self, shard: ShardId, f: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn aion_model::storage::Queryable) -> Result<T, StorageError> + Send + 'static,
+    {
+        let hosted = self.shard(shard)?;
+        self.linearize(&hosted).await?;
+        tokio::task::spawn_blocking(move || f(hosted.data.queryable()))
+            .await
+            .map_err(|e| Status::internal(format!("shard {shard}: read task failed: {e}")))?
+            .map_err(|e| storage_status(shard, e))
+    }
+}
+
+fn leader_of(f: &ForwardToLeader<NodeId, BasicNode>) -> Option<(NodeId, String)> {
+    Some((f.leader_id?, f.leader_node.as_ref()?.addr.clone()))
+}
+
+fn no_leader(shard: ShardId) -> Status {
+    Status::unavailable(format!("shard {shard} has no leader (election in progress); retry"))
+}
+
+fn storage_status(shard: ShardId, e: StorageError) -> Status {
+    match e {
+        StorageError::Unavailable(_) => Status::unavailable(format!("shard {shard}: {e}")),
+        StorageError::LimitExceeded { .. } => Status::resource_exhausted(format!("shard {shard}: {e}")),
+        _ => Status::internal(format!("shard {shard}: {e}")),
+    }
+}
+
+fn invalid(e: convert::ConvertError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+type SelectStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::SelectResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<S: ShardData + ShardQuery> Ingester for IngesterService<S> {
+    async fn push(&self, req: Request<pb::PushRequest>) -> Result<Response<pb::PushResponse>, Status> {
+        let req = req.into_inner();
+        let shard = self.shard(req.shard)?;
+        let batch = convert::write_batch_from_pb(&req.tenant, req.series).map_err(invalid)?;
+        let write = tokio::time::timeout(self.config.write_timeout, shard.raft.client_write(ShardWrite(batch)));
+        let outcome = match write.await {
+            Err(_) => {
+                return Err(Status::unavailable(format!(
+                    "shard {}: write not committed within {:?} (no quorum of replicas reachable?); \
+                     it may still commit, retrying is safe",
+                    shard.id, self.config.write_timeout
+                )))
+            }
+            Ok(Ok(r)) => pb::push_response::Outcome::Ok(pb::PushResult {
+                appended: r.data.appended,
+                duplicates_ignored: r.data.duplicates_ignored,
+                rejected: r.data.rejected,
+                messages: r.data.messages,
+            }),
+            Ok(Err(e)) => match e.forward_to_leader::<BasicNode>() {
+                Some(f) => {
+                    let (leader_id, leader_addr) = leader_of(f).ok_or_else(|| no_leader(shard.id))?;
+                    pb::push_response::Outcome::NotLeader(pb::NotLeader { leader_id, leader_addr })
+                }
+                None => return Err(write_error(shard.id, e)),
+            },
+        };
+        Ok(Response::new(pb::PushResponse { outcome: Some(outcome) }))
+    }
+
+    type SelectStream = SelectStream;
+
+    async fn select(&self, req: Request<pb::SelectRequest>) -> Result<Response<SelectStream>, Status> {
+        let req = req.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(invalid)?;
+        let matchers = convert::matchers_from_pb(&req.matchers).map_err(invalid)?;
+        let hints = convert::hints(req.start_ms, req.end_ms).map_err(invalid)?;
+        let series = self
+            .read(req.shard, move |q| q.select(&tenant, &hints, &matchers))
+            .await?;
+        let messages: Vec<Result<pb::SelectResponse, Status>> = series
+            .chunks(SERIES_PER_MESSAGE)
+            .map(|batch| {
+                Ok(pb::SelectResponse {
+                    series: batch.iter().map(convert::series_to_pb).collect(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(messages))))
+    }
+
+    async fn label_names(
+        &self,
+        req: Request<pb::LabelNamesRequest>,
+    ) -> Result<Response<pb::LabelNamesResponse>, Status> {
+        let req = req.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(invalid)?;
+        let matchers = convert::matchers_from_pb(&req.matchers).map_err(invalid)?;
+        let hints = convert::hints(req.start_ms, req.end_ms).map_err(invalid)?;
+        let names = self
+            .read(req.shard, move |q| q.label_names(&tenant, &hints, &matchers))
+            .await?;
+        Ok(Response::new(pb::LabelNamesResponse { names }))
+    }
+
+    async fn label_values(
+        &self,
+        req: Request<pb::LabelValuesRequest>,
+    ) -> Result<Response<pb::LabelValuesResponse>, Status> {
+        let req = req.into_inner();
+        let tenant = convert::tenant(&req.tenant).map_err(invalid)?;
+        let matchers = convert::matchers_from_pb(&req.matchers).map_err(invalid)?;
+        let hints = convert::hints(req.start_ms, req.end_ms).map_err(invalid)?;
+        let name = req.name;
+        let values = self
+            .read(req.shard, move |q| q.label_values(&tenant, &name, &hints, &matchers))
+            .await?;
+        Ok(Response::new(pb::LabelValuesResponse { values }))
+    }
+}
+
+fn write_error<E: std::error::Error>(shard: ShardId, e: RaftError<NodeId, E>) -> Status {
+    match e {
+        RaftError::Fatal(f) => Status::unavailable(format!("shard {shard}: raft stopped: {f}; retry on another replica")),
+        RaftError::APIError(a) => Status::failed_precondition(format!("shard {shard}: {a}")),
+    }
+}
+
+/// Serves both services of `host` on `listener` until `shutdown` resolves.
+pub async fn serve<S: ShardData + ShardQuery>(
+    host: Arc<ShardHost<S>>,
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let svc = IngesterService::new(host, config);
+    let ingester = IngesterServer::new(svc.clone())
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let raft = RaftServer::new(svc)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tonic::transport::Server::builder()
+        .add_service(ingester)
+        .add_service(raft)
+        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
+        .await
+}

@@ -1,0 +1,296 @@
+//! openraft's network over tonic gRPC: every shard's Raft RPCs to a peer go
+//! through ONE cached [`Channel`] per peer address (HTTP/2 multiplexes the
+//! calls), tagged with the shard id (`proto/aion/ingester.proto`, service
+//! `Raft`). Requests and responses are openraft's serde types as JSON.
+//!
+//! Error mapping, so elections proceed when a peer is down: a connect
+//! failure or gRPC `UNAVAILABLE` is [`Unreachable`] (openraft backs off), a
+//! call exceeding its TTL is a [`Timeout`], anything else on the wire is a
+//! [`NetworkError`], and an error the peer's Raft returned is a
+//! [`RemoteError`].
+
+use super::{NodeId, ShardId, TypeConfig};
+use aion_proto::ingester::raft_client::RaftClient;
+use aion_proto::ingester::{raft_reply, RaftReply, RaftRequest};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, RPCTypes};
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// How long to wait for a TCP connection to a peer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A transport failure, before it is mapped to an openraft error.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The peer address is not a valid URI.
+    #[error("invalid peer address {addr:?}: {reason}")]
+    BadAddress {
+        /// The address as configured in the node.
+        addr: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The peer could not be reached (refused, reset, unavailable).
+    #[error("peer {addr} unreachable: {status}")]
+    Unreachable {
+        /// Peer address.
+        addr: String,
+        /// gRPC status the call ended with.
+        status: String,
+    },
+    /// The call failed on the wire or the peer refused it.
+    #[error("raft RPC to {addr} for shard {shard} failed: {status}")]
+    Call {
+        /// Peer address.
+        addr: String,
+        /// Shard of the call.
+        shard: ShardId,
+        /// gRPC status the call ended with.
+        status: String,
+    },
+    /// A payload failed to (de)serialise.
+    #[error("raft RPC payload for shard {shard}: {reason}")]
+    Codec {
+        /// Shard of the call.
+        shard: ShardId,
+        /// serde's message.
+        reason: String,
+    },
+}
+
+/// One lazily connected [`Channel`] per peer address, shared by every shard
+/// of a host (cloning is cheap: the pool is reference counted).
+#[derive(Clone, Default)]
+pub struct ChannelPool {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl ChannelPool {
+    /// An empty pool.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The channel to `addr` (`host:port`), created on first use. The
+    /// channel reconnects by itself after the peer comes back.
+    pub fn channel(&self, addr: &str) -> Result<Channel, TransportError> {
+        let mut channels = self.channels.lock();
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let bad = |reason: String| TransportError::BadAddress {
+            addr: addr.to_string(),
+            reason,
+        };
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| bad(e.to_string()))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let channel = endpoint.connect_lazy();
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Number of distinct peers with a channel.
+    pub fn len(&self) -> usize {
+        self.channels.lock().len()
+    }
+
+    /// True when no channel was created yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The [`RaftNetworkFactory`] of one shard: clients to its peers over the
+/// host's shared [`ChannelPool`].
+#[derive(Clone)]
+pub struct GrpcNetworkFactory {
+    shard: ShardId,
+    pool: ChannelPool,
+}
+
+impl GrpcNetworkFactory {
+    /// The network of `shard`, over `pool`.
+    pub fn new(shard: ShardId, pool: ChannelPool) -> Self {
+        Self { shard, pool }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
+    type Network = GrpcNetwork;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> GrpcNetwork {
+        GrpcNetwork {
+            shard: self.shard,
+            target,
+            addr: node.addr.clone(),
+            client: self.pool.channel(&node.addr).map(RaftClient::new),
+        }
+    }
+}
+
+/// A shard's client to one peer.
+pub struct GrpcNetwork {
+    shard: ShardId,
+    target: NodeId,
+    addr: String,
+    client: Result<RaftClient<Channel>, TransportError>,
+}
+
+/// Which RPC of the `Raft` service to call.
+#[derive(Clone, Copy)]
+enum Rpc {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+type RpcErr<E> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
+
+impl GrpcNetwork {
+    fn codec_err<E: std::error::Error>(&self, e: serde_json::Error) -> RPCError<NodeId, BasicNode, E> {
+        let err = TransportError::Codec {
+            shard: self.shard,
+            reason: e.to_string(),
+        };
+        RPCError::Network(NetworkError::new(&err))
+    }
+
+    /// Sends `req` as `rpc`, waiting at most `ttl`; decodes the reply.
+    async fn call<Req, Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RpcErr<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let payload = serde_json::to_vec(req).map_err(|e| self.codec_err(e))?;
+        let mut client = match &self.client {
+            Ok(c) => c.clone(),
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(e))),
+        };
+        let mut request = tonic::Request::new(RaftRequest {
+            shard_id: self.shard,
+            payload,
+        });
+        request.set_timeout(ttl);
+        let fut = async {
+            match rpc {
+                Rpc::Append => client.append_entries(request).await,
+                Rpc::Vote => client.vote(request).await,
+                Rpc::Snapshot => client.install_snapshot(request).await,
+            }
+        };
+        let reply = match tokio::time::timeout(ttl, fut).await {
+            Err(_) => return Err(self.timeout(rpc, ttl)),
+            Ok(Err(status)) => return Err(self.status_err(rpc, ttl, status)),
+            Ok(Ok(r)) => r.into_inner(),
+        };
+        self.decode(reply)
+    }
+
+    fn decode<Resp, E>(&self, reply: RaftReply) -> Result<Resp, RpcErr<E>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        match reply.result {
+            Some(raft_reply::Result::Ok(b)) => serde_json::from_slice(&b).map_err(|e| self.codec_err(e)),
+            Some(raft_reply::Result::Error(b)) => {
+                let e: RaftError<NodeId, E> =
+                    serde_json::from_slice(&b).map_err(|e| self.codec_err(e))?;
+                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            None => {
+                let err = TransportError::Call {
+                    addr: self.addr.clone(),
+                    shard: self.shard,
+                    status: "empty reply".into(),
+                };
+                Err(RPCError::Network(NetworkError::new(&err)))
+            }
+        }
+    }
+
+    fn timeout<E: std::error::Error>(&self, rpc: Rpc, ttl: Duration) -> RPCError<NodeId, BasicNode, E> {
+        let action = match rpc {
+            Rpc::Append => RPCTypes::AppendEntries,
+            Rpc::Vote => RPCTypes::Vote,
+            Rpc::Snapshot => RPCTypes::InstallSnapshot,
+        };
+        RPCError::Timeout(Timeout {
+            action,
+            id: 0,
+            target: self.target,
+            timeout: ttl,
+        })
+    }
+
+    fn status_err<E: std::error::Error>(
+        &self,
+        rpc: Rpc,
+        ttl: Duration,
+        status: tonic::Status,
+    ) -> RPCError<NodeId, BasicNode, E> {
+        match status.code() {
+            tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(
+                &TransportError::Unreachable {
+                    addr: self.addr.clone(),
+                    status: status.to_string(),
+                },
+            )),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => self.timeout(rpc, ttl),
+            _ => RPCError::Network(NetworkError::new(&TransportError::Call {
+                addr: self.addr.clone(),
+                shard: self.shard,
+                status: status.to_string(),
+            })),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for GrpcNetwork {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+        self.call(Rpc::Append, &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
+        self.call(Rpc::Snapshot, &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+        self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
+    }
+}

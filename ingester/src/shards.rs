@@ -1,0 +1,246 @@
+//! [`ShardHost`]: the shard replicas one ingester runs. It owns the node's
+//! one [`RaftLogDb`] (every shard's log and vote in it) and one Raft group
+//! member per hosted shard, all talking to peers over one shared
+//! [`ChannelPool`] (one gRPC connection per peer). The gRPC server routes
+//! Raft RPCs and client calls to a shard through [`ShardHost::shard`].
+//!
+//! The state machine backend is the type parameter `S` (default
+//! [`HostData`]); the caller builds each shard's [`ShardStateMachine`], so
+//! swapping in the persistent TSDB backend means changing the [`HostData`]
+//! alias (it must implement [`ShardData`] and [`ShardQuery`]) and the one
+//! call that builds the state machine.
+
+use crate::raft::network::{ChannelPool, GrpcNetworkFactory};
+use crate::raft::{
+    MemShardData, NodeId, RaftLogDb, ShardData, ShardId, ShardRaft, ShardStateMachine,
+};
+use aion_model::storage::Queryable;
+use openraft::{BasicNode, Config};
+use parking_lot::RwLock;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The state machine backend a [`ShardHost`] uses by default.
+pub type HostData = MemShardData;
+
+/// Read access to a shard's applied data (what `Select` queries).
+pub trait ShardQuery: Send + Sync + 'static {
+    /// The shard's data as a [`Queryable`].
+    fn queryable(&self) -> &dyn Queryable;
+}
+
+impl ShardQuery for MemShardData {
+    fn queryable(&self) -> &dyn Queryable {
+        self.store()
+    }
+}
+
+/// Errors of [`ShardHost`] operations.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardHostError {
+    /// The shard is already hosted on this node.
+    #[error("shard {shard} is already hosted on node {node}")]
+    DuplicateShard {
+        /// The shard.
+        shard: ShardId,
+        /// This node.
+        node: NodeId,
+    },
+    /// The shard is not hosted on this node.
+    #[error("shard {shard} is not hosted on node {node}")]
+    UnknownShard {
+        /// The shard.
+        shard: ShardId,
+        /// This node.
+        node: NodeId,
+    },
+    /// openraft refused or failed an operation.
+    #[error("raft of shard {shard} on node {node}: {op} failed: {reason}")]
+    Raft {
+        /// The shard.
+        shard: ShardId,
+        /// This node.
+        node: NodeId,
+        /// What was attempted.
+        op: &'static str,
+        /// openraft's message.
+        reason: String,
+    },
+}
+
+/// One hosted shard replica: its Raft and the data its state machine applies to.
+pub struct HostedShard<S> {
+    /// The shard id.
+    pub id: ShardId,
+    /// The shard's Raft instance on this node.
+    pub raft: ShardRaft,
+    /// The state machine's data (read by `Select`).
+    pub data: Arc<S>,
+}
+
+/// Raft state of one hosted shard, as the admin API will list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardStatus {
+    /// The shard.
+    pub shard: ShardId,
+    /// Current leader as this node sees it.
+    pub leader: Option<NodeId>,
+    /// This node's current term.
+    pub term: u64,
+    /// Index of the last log entry applied here.
+    pub last_applied: Option<u64>,
+    /// Index of the last log entry here.
+    pub last_log: Option<u64>,
+}
+
+/// Raft timing the host uses unless told otherwise: 100 ms heartbeats and
+/// 500–1000 ms election timeouts (a lost leader is replaced in about 1 s).
+pub fn default_raft_config() -> Config {
+    Config {
+        heartbeat_interval: 100,
+        election_timeout_min: 500,
+        election_timeout_max: 1000,
+        ..Default::default()
+    }
+}
+
+/// The shard replicas of one ingester node.
+pub struct ShardHost<S: ShardData + ShardQuery = HostData> {
+    node_id: NodeId,
+    addr: String,
+    log_db: RaftLogDb,
+    config: Arc<Config>,
+    pool: ChannelPool,
+    shards: RwLock<BTreeMap<ShardId, Arc<HostedShard<S>>>>,
+}
+
+impl<S: ShardData + ShardQuery> ShardHost<S> {
+    /// A host with no shards yet. `addr` is this node's gRPC address
+    /// (`host:port`, as peers reach it); `config` must be validated.
+    pub fn new(node_id: NodeId, addr: impl Into<String>, log_db: RaftLogDb, config: Arc<Config>) -> Self {
+        Self {
+            node_id,
+            addr: addr.into(),
+            log_db,
+            config,
+            pool: ChannelPool::new(),
+            shards: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// This node's gRPC address.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The connection pool to peers (shared by every shard).
+    pub fn pool(&self) -> &ChannelPool {
+        &self.pool
+    }
+
+    /// Starts this node's replica of `shard` with the state machine `sm`
+    /// (built by the caller: fresh with `ShardStateMachine::new`, or
+    /// recovered from persisted state). Its log is read from the host's log
+    /// DB, so a restart resumes where it stopped.
+    pub async fn open_shard(&self, shard: ShardId, sm: ShardStateMachine<S>) -> Result<Arc<HostedShard<S>>, ShardHostError> {
+        if self.shards.read().contains_key(&shard) {
+            return Err(ShardHostError::DuplicateShard { shard, node: self.node_id });
+        }
+        let network = GrpcNetworkFactory::new(shard, self.pool.clone());
+        let data = Arc::clone(sm.data());
+        let raft = ShardRaft::new(
+            self.node_id,
+            Arc::clone(&self.config),
+            network,
+            self.log_db.shard(shard),
+            sm,
+        )
+        .await
+        .map_err(|e| self.raft_err(shard, "start", e))?;
+        let hosted = Arc::new(HostedShard { id: shard, raft, data });
+        let mut shards = self.shards.write();
+        if shards.contains_key(&shard) {
+            return Err(ShardHostError::DuplicateShard { shard, node: self.node_id });
+        }
+        shards.insert(shard, Arc::clone(&hosted));
+        Ok(hosted)
+    }
+
+    /// The replica of `shard`, if hosted here.
+    pub fn shard(&self, shard: ShardId) -> Option<Arc<HostedShard<S>>> {
+        self.shards.read().get(&shard).cloned()
+    }
+
+    /// Ids of the hosted shards, ascending.
+    pub fn shard_ids(&self) -> Vec<ShardId> {
+        self.shards.read().keys().copied().collect()
+    }
+
+    /// Initializes `shard`'s group with `members` (node id → gRPC address).
+    /// Call on ONE member of a brand-new group.
+    pub async fn initialize(&self, shard: ShardId, members: &BTreeMap<NodeId, String>) -> Result<(), ShardHostError> {
+        let hosted = self
+            .shard(shard)
+            .ok_or(ShardHostError::UnknownShard { shard, node: self.node_id })?;
+        let nodes: BTreeMap<NodeId, BasicNode> = members
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode::new(addr)))
+            .collect();
+        hosted
+            .raft
+            .initialize(nodes)
+            .await
+            .map_err(|e| self.raft_err(shard, "initialize", e))
+    }
+
+    /// Raft state of every hosted shard, by shard id.
+    pub fn status(&self) -> Vec<ShardStatus> {
+        let shards: Vec<_> = self.shards.read().values().cloned().collect();
+        shards
+            .iter()
+            .map(|s| {
+                let m = s.raft.metrics().borrow().clone();
+                ShardStatus {
+                    shard: s.id,
+                    leader: m.current_leader,
+                    term: m.current_term,
+                    last_applied: m.last_applied.map(|l| l.index),
+                    last_log: m.last_log_index,
+                }
+            })
+            .collect()
+    }
+
+    /// Shards this node currently leads.
+    pub fn led_shards(&self) -> Vec<ShardId> {
+        self.status()
+            .into_iter()
+            .filter(|s| s.leader == Some(self.node_id))
+            .map(|s| s.shard)
+            .collect()
+    }
+
+    /// Stops every shard's Raft (the log DB is released when the host drops).
+    pub async fn shutdown(&self) {
+        let shards: Vec<_> = std::mem::take(&mut *self.shards.write()).into_values().collect();
+        for s in shards {
+            if let Err(e) = s.raft.shutdown().await {
+                tracing::warn!(shard = s.id, node = self.node_id, "raft shutdown: {e}");
+            }
+        }
+    }
+
+    fn raft_err(&self, shard: ShardId, op: &'static str, e: impl std::fmt::Display) -> ShardHostError {
+        ShardHostError::Raft {
+            shard,
+            node: self.node_id,
+            op,
+            reason: e.to_string(),
+        }
+    }
+}
