@@ -13,6 +13,7 @@
 use crate::raft::network::{ChannelPool, GrpcNetworkFactory};
 use crate::raft::{
     MemShardData, NodeId, RaftLogDb, ShardData, ShardId, ShardRaft, ShardStateMachine,
+    TsdbShardData,
 };
 use aion_model::storage::Queryable;
 use openraft::{BasicNode, Config};
@@ -32,6 +33,12 @@ pub trait ShardQuery: Send + Sync + 'static {
 impl ShardQuery for MemShardData {
     fn queryable(&self) -> &dyn Queryable {
         self.store()
+    }
+}
+
+impl ShardQuery for TsdbShardData {
+    fn queryable(&self) -> &dyn Queryable {
+        self.tsdb()
     }
 }
 
@@ -117,7 +124,12 @@ pub struct ShardHost<S: ShardData + ShardQuery = HostData> {
 impl<S: ShardData + ShardQuery> ShardHost<S> {
     /// A host with no shards yet. `addr` is this node's gRPC address
     /// (`host:port`, as peers reach it); `config` must be validated.
-    pub fn new(node_id: NodeId, addr: impl Into<String>, log_db: RaftLogDb, config: Arc<Config>) -> Self {
+    pub fn new(
+        node_id: NodeId,
+        addr: impl Into<String>,
+        log_db: RaftLogDb,
+        config: Arc<Config>,
+    ) -> Self {
         Self {
             node_id,
             addr: addr.into(),
@@ -147,9 +159,16 @@ impl<S: ShardData + ShardQuery> ShardHost<S> {
     /// (built by the caller: fresh with `ShardStateMachine::new`, or
     /// recovered from persisted state). Its log is read from the host's log
     /// DB, so a restart resumes where it stopped.
-    pub async fn open_shard(&self, shard: ShardId, sm: ShardStateMachine<S>) -> Result<Arc<HostedShard<S>>, ShardHostError> {
+    pub async fn open_shard(
+        &self,
+        shard: ShardId,
+        sm: ShardStateMachine<S>,
+    ) -> Result<Arc<HostedShard<S>>, ShardHostError> {
         if self.shards.read().contains_key(&shard) {
-            return Err(ShardHostError::DuplicateShard { shard, node: self.node_id });
+            return Err(ShardHostError::DuplicateShard {
+                shard,
+                node: self.node_id,
+            });
         }
         let network = GrpcNetworkFactory::new(shard, self.pool.clone());
         let data = Arc::clone(sm.data());
@@ -162,10 +181,17 @@ impl<S: ShardData + ShardQuery> ShardHost<S> {
         )
         .await
         .map_err(|e| self.raft_err(shard, "start", e))?;
-        let hosted = Arc::new(HostedShard { id: shard, raft, data });
+        let hosted = Arc::new(HostedShard {
+            id: shard,
+            raft,
+            data,
+        });
         let mut shards = self.shards.write();
         if shards.contains_key(&shard) {
-            return Err(ShardHostError::DuplicateShard { shard, node: self.node_id });
+            return Err(ShardHostError::DuplicateShard {
+                shard,
+                node: self.node_id,
+            });
         }
         shards.insert(shard, Arc::clone(&hosted));
         Ok(hosted)
@@ -183,10 +209,15 @@ impl<S: ShardData + ShardQuery> ShardHost<S> {
 
     /// Initializes `shard`'s group with `members` (node id → gRPC address).
     /// Call on ONE member of a brand-new group.
-    pub async fn initialize(&self, shard: ShardId, members: &BTreeMap<NodeId, String>) -> Result<(), ShardHostError> {
-        let hosted = self
-            .shard(shard)
-            .ok_or(ShardHostError::UnknownShard { shard, node: self.node_id })?;
+    pub async fn initialize(
+        &self,
+        shard: ShardId,
+        members: &BTreeMap<NodeId, String>,
+    ) -> Result<(), ShardHostError> {
+        let hosted = self.shard(shard).ok_or(ShardHostError::UnknownShard {
+            shard,
+            node: self.node_id,
+        })?;
         let nodes: BTreeMap<NodeId, BasicNode> = members
             .iter()
             .map(|(id, addr)| (*id, BasicNode::new(addr)))
@@ -227,7 +258,9 @@ impl<S: ShardData + ShardQuery> ShardHost<S> {
 
     /// Stops every shard's Raft (the log DB is released when the host drops).
     pub async fn shutdown(&self) {
-        let shards: Vec<_> = std::mem::take(&mut *self.shards.write()).into_values().collect();
+        let shards: Vec<_> = std::mem::take(&mut *self.shards.write())
+            .into_values()
+            .collect();
         for s in shards {
             if let Err(e) = s.raft.shutdown().await {
                 tracing::warn!(shard = s.id, node = self.node_id, "raft shutdown: {e}");
@@ -235,7 +268,12 @@ impl<S: ShardData + ShardQuery> ShardHost<S> {
         }
     }
 
-    fn raft_err(&self, shard: ShardId, op: &'static str, e: impl std::fmt::Display) -> ShardHostError {
+    fn raft_err(
+        &self,
+        shard: ShardId,
+        op: &'static str,
+        e: impl std::fmt::Display,
+    ) -> ShardHostError {
         ShardHostError::Raft {
             shard,
             node: self.node_id,

@@ -10,7 +10,7 @@
 mod support_raft;
 
 use aion_ingester::raft::{
-    shard_tsdb_dir, RaftLogDb, ShardRaft, ShardWrite, TsdbShardData, TsdbStateMachine,
+    shard_tsdb_dir, RaftLogDb, ShardData, ShardRaft, ShardWrite, TsdbShardData, TsdbStateMachine,
 };
 use aion_ingester::TsdbConfig;
 use aion_model::labels::Labels;
@@ -224,10 +224,28 @@ async fn wiped_replica_catches_up_by_snapshot() {
     let vdir = dirs[victim as usize - 1].path();
     std::fs::remove_dir_all(vdir.join("raft")).unwrap();
     std::fs::remove_dir_all(vdir.join("shards")).unwrap();
+    // A voter that lost its log must leave the group and rejoin (openraft
+    // refuses a voter whose log went backwards).
+    let rest: Vec<u64> = nodes.keys().copied().collect();
+    nodes[&leader]
+        .raft
+        .change_membership(rest.clone(), false)
+        .await
+        .unwrap();
     for i in 40..45 {
         write_via_leader(&nodes, i).await;
     }
     nodes.insert(victim, start(victim, vdir, &router, &cfg).await);
+    nodes[&leader]
+        .raft
+        .add_learner(victim, openraft::BasicNode::new("rejoined"), true)
+        .await
+        .unwrap();
+    nodes[&leader]
+        .raft
+        .change_membership(members(1..=3).into_keys().collect::<Vec<_>>(), false)
+        .await
+        .unwrap();
     let mv = nodes[&victim]
         .raft
         .wait(Some(Duration::from_secs(15)))
@@ -244,6 +262,9 @@ async fn wiped_replica_catches_up_by_snapshot() {
     }
     converged(&nodes, 50).await;
     assert_eq!(contents(&nodes[&victim]), contents(&nodes[&leader]));
+    let dump = nodes[&victim].data.dump().unwrap();
+    assert_eq!(dump, nodes[&leader].data.dump().unwrap());
+    assert_eq!((dump.len(), dump[0].series.len()), (1, 3), "one tenant, 3 series");
     assert!(
         nodes[&victim].data.tsdb().replicated_applies() < 40,
         "wiped node got most of its data from the snapshot"

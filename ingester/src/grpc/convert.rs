@@ -87,12 +87,19 @@ pub fn labels_to_pb(labels: &Labels) -> Vec<pb::Label> {
 }
 
 /// A Push request's payload as a model write batch.
-pub fn write_batch_from_pb(tenant_id: &str, series: Vec<pb::SeriesSamples>) -> Result<WriteBatch, ConvertError> {
+pub fn write_batch_from_pb(
+    tenant_id: &str,
+    series: Vec<pb::SeriesSamples>,
+) -> Result<WriteBatch, ConvertError> {
     let series = series
         .into_iter()
         .map(|s| SeriesSamples {
             labels: labels_from_pb(s.labels),
-            samples: s.samples.iter().map(|x| Sample::new(x.timestamp_ms, x.value)).collect(),
+            samples: s
+                .samples
+                .iter()
+                .map(|x| Sample::new(x.timestamp_ms, x.value))
+                .collect(),
         })
         .collect();
     Ok(WriteBatch {
@@ -111,7 +118,10 @@ pub fn write_batch_to_pb(batch: &WriteBatch) -> Vec<pb::SeriesSamples> {
             samples: s
                 .samples
                 .iter()
-                .map(|x| pb::Sample { timestamp_ms: x.t, value: x.v })
+                .map(|x| pb::Sample {
+                    timestamp_ms: x.t,
+                    value: x.v,
+                })
                 .collect(),
         })
         .collect()
@@ -221,19 +231,35 @@ mod tests {
     fn series_round_trip_through_chunks() {
         let s = Series {
             labels: Labels::from_pairs([("__name__", "m"), ("a", "b")]),
-            samples: (0..300).map(|i| Sample::new(i * 15_000, i as f64 * 0.5)).collect(),
+            samples: (0..300)
+                .map(|i| Sample::new(i * 15_000, i as f64 * 0.5))
+                .collect(),
         };
         let pb = series_to_pb(&s);
         assert_eq!(pb.chunks.len(), 3);
-        assert_eq!((pb.chunks[1].min_time_ms, pb.chunks[1].max_time_ms), (120 * 15_000, 239 * 15_000));
+        assert_eq!(
+            (pb.chunks[1].min_time_ms, pb.chunks[1].max_time_ms),
+            (120 * 15_000, 239 * 15_000)
+        );
         assert_eq!(series_from_pb(pb).unwrap(), s);
     }
 
     #[test]
     fn bad_matchers_tenants_and_ranges_are_rejected() {
-        let m = pb::LabelMatcher { r#type: 2, name: "a".into(), value: "(".into() };
-        assert!(matches!(matchers_from_pb(&[m]), Err(ConvertError::Matcher { .. })));
-        let m = pb::LabelMatcher { r#type: 9, name: "a".into(), value: "x".into() };
+        let m = pb::LabelMatcher {
+            r#type: 2,
+            name: "a".into(),
+            value: "(".into(),
+        };
+        assert!(matches!(
+            matchers_from_pb(&[m]),
+            Err(ConvertError::Matcher { .. })
+        ));
+        let m = pb::LabelMatcher {
+            r#type: 9,
+            name: "a".into(),
+            value: "x".into(),
+        };
         assert!(matchers_from_pb(&[m]).is_err());
         assert!(write_batch_from_pb("", vec![]).is_err());
         assert!(hints(5, 4).is_err());

@@ -12,22 +12,33 @@ use tonic::{Request, Response, Status};
 
 fn decode<T: DeserializeOwned>(req: &RaftRequest, what: &str) -> Result<T, Status> {
     serde_json::from_slice(&req.payload).map_err(|e| {
-        Status::invalid_argument(format!("shard {}: undecodable {what} request: {e}", req.shard_id))
+        Status::invalid_argument(format!(
+            "shard {}: undecodable {what} request: {e}",
+            req.shard_id
+        ))
     })
 }
 
-fn reply<T: Serialize, E: Serialize>(shard: u64, r: Result<T, E>) -> Result<Response<RaftReply>, Status> {
+fn reply<T: Serialize, E: Serialize>(
+    shard: u64,
+    r: Result<T, E>,
+) -> Result<Response<RaftReply>, Status> {
     let result = match r {
         Ok(v) => serde_json::to_vec(&v).map(raft_reply::Result::Ok),
         Err(e) => serde_json::to_vec(&e).map(raft_reply::Result::Error),
     }
     .map_err(|e| Status::internal(format!("shard {shard}: cannot encode raft reply: {e}")))?;
-    Ok(Response::new(RaftReply { result: Some(result) }))
+    Ok(Response::new(RaftReply {
+        result: Some(result),
+    }))
 }
 
 #[tonic::async_trait]
 impl<S: ShardData + ShardQuery> Raft for IngesterService<S> {
-    async fn append_entries(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+    async fn append_entries(
+        &self,
+        req: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
         let req = req.into_inner();
         let shard = self.shard(req.shard_id)?;
         let rpc = decode(&req, "append-entries")?;
@@ -41,7 +52,10 @@ impl<S: ShardData + ShardQuery> Raft for IngesterService<S> {
         reply(req.shard_id, shard.raft.vote(rpc).await)
     }
 
-    async fn install_snapshot(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
         let req = req.into_inner();
         let shard = self.shard(req.shard_id)?;
         let rpc = decode(&req, "install-snapshot")?;

@@ -2,9 +2,9 @@
 //! [`ShardHost`], and [`serve`], which runs it with the `Raft` service.
 
 use super::convert::{self, LEADER_ADDR_KEY, LEADER_ID_KEY};
+use crate::raft::ShardData;
 use crate::raft::{NodeId, ShardId, ShardWrite};
 use crate::shards::{HostedShard, ShardHost, ShardQuery};
-use crate::raft::ShardData;
 use aion_model::storage::StorageError;
 use aion_proto::ingester as pb;
 use aion_proto::ingester::ingester_server::{Ingester, IngesterServer};
@@ -64,7 +64,10 @@ impl<S: ShardData + ShardQuery> IngesterService<S> {
 
     pub(super) fn shard(&self, shard: ShardId) -> Result<Arc<HostedShard<S>>, Status> {
         self.host.shard(shard).ok_or_else(|| {
-            Status::not_found(format!("shard {shard} is not hosted on node {}", self.host.node_id()))
+            Status::not_found(format!(
+                "shard {shard} is not hosted on node {}",
+                self.host.node_id()
+            ))
         })
     }
 
@@ -122,13 +125,17 @@ fn leader_of(f: &ForwardToLeader<NodeId, BasicNode>) -> Option<(NodeId, String)>
 }
 
 fn no_leader(shard: ShardId) -> Status {
-    Status::unavailable(format!("shard {shard} has no leader (election in progress); retry"))
+    Status::unavailable(format!(
+        "shard {shard} has no leader (election in progress); retry"
+    ))
 }
 
 fn storage_status(shard: ShardId, e: StorageError) -> Status {
     match e {
         StorageError::Unavailable(_) => Status::unavailable(format!("shard {shard}: {e}")),
-        StorageError::LimitExceeded { .. } => Status::resource_exhausted(format!("shard {shard}: {e}")),
+        StorageError::LimitExceeded { .. } => {
+            Status::resource_exhausted(format!("shard {shard}: {e}"))
+        }
         _ => Status::internal(format!("shard {shard}: {e}")),
     }
 }
@@ -137,15 +144,22 @@ fn invalid(e: convert::ConvertError) -> Status {
     Status::invalid_argument(e.to_string())
 }
 
-type SelectStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::SelectResponse, Status>> + Send>>;
+type SelectStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::SelectResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl<S: ShardData + ShardQuery> Ingester for IngesterService<S> {
-    async fn push(&self, req: Request<pb::PushRequest>) -> Result<Response<pb::PushResponse>, Status> {
+    async fn push(
+        &self,
+        req: Request<pb::PushRequest>,
+    ) -> Result<Response<pb::PushResponse>, Status> {
         let req = req.into_inner();
         let shard = self.shard(req.shard)?;
         let batch = convert::write_batch_from_pb(&req.tenant, req.series).map_err(invalid)?;
-        let write = tokio::time::timeout(self.config.write_timeout, shard.raft.client_write(ShardWrite(batch)));
+        let write = tokio::time::timeout(
+            self.config.write_timeout,
+            shard.raft.client_write(ShardWrite(batch)),
+        );
         let outcome = match write.await {
             Err(_) => {
                 return Err(Status::unavailable(format!(
@@ -162,18 +176,27 @@ impl<S: ShardData + ShardQuery> Ingester for IngesterService<S> {
             }),
             Ok(Err(e)) => match e.forward_to_leader::<BasicNode>() {
                 Some(f) => {
-                    let (leader_id, leader_addr) = leader_of(f).ok_or_else(|| no_leader(shard.id))?;
-                    pb::push_response::Outcome::NotLeader(pb::NotLeader { leader_id, leader_addr })
+                    let (leader_id, leader_addr) =
+                        leader_of(f).ok_or_else(|| no_leader(shard.id))?;
+                    pb::push_response::Outcome::NotLeader(pb::NotLeader {
+                        leader_id,
+                        leader_addr,
+                    })
                 }
                 None => return Err(write_error(shard.id, e)),
             },
         };
-        Ok(Response::new(pb::PushResponse { outcome: Some(outcome) }))
+        Ok(Response::new(pb::PushResponse {
+            outcome: Some(outcome),
+        }))
     }
 
     type SelectStream = SelectStream;
 
-    async fn select(&self, req: Request<pb::SelectRequest>) -> Result<Response<SelectStream>, Status> {
+    async fn select(
+        &self,
+        req: Request<pb::SelectRequest>,
+    ) -> Result<Response<SelectStream>, Status> {
         let req = req.into_inner();
         let tenant = convert::tenant(&req.tenant).map_err(invalid)?;
         let matchers = convert::matchers_from_pb(&req.matchers).map_err(invalid)?;
@@ -201,7 +224,9 @@ impl<S: ShardData + ShardQuery> Ingester for IngesterService<S> {
         let matchers = convert::matchers_from_pb(&req.matchers).map_err(invalid)?;
         let hints = convert::hints(req.start_ms, req.end_ms).map_err(invalid)?;
         let names = self
-            .read(req.shard, move |q| q.label_names(&tenant, &hints, &matchers))
+            .read(req.shard, move |q| {
+                q.label_names(&tenant, &hints, &matchers)
+            })
             .await?;
         Ok(Response::new(pb::LabelNamesResponse { names }))
     }
@@ -216,7 +241,9 @@ impl<S: ShardData + ShardQuery> Ingester for IngesterService<S> {
         let hints = convert::hints(req.start_ms, req.end_ms).map_err(invalid)?;
         let name = req.name;
         let values = self
-            .read(req.shard, move |q| q.label_values(&tenant, &name, &hints, &matchers))
+            .read(req.shard, move |q| {
+                q.label_values(&tenant, &name, &hints, &matchers)
+            })
             .await?;
         Ok(Response::new(pb::LabelValuesResponse { values }))
     }
@@ -224,7 +251,9 @@ impl<S: ShardData + ShardQuery> Ingester for IngesterService<S> {
 
 fn write_error<E: std::error::Error>(shard: ShardId, e: RaftError<NodeId, E>) -> Status {
     match e {
-        RaftError::Fatal(f) => Status::unavailable(format!("shard {shard}: raft stopped: {f}; retry on another replica")),
+        RaftError::Fatal(f) => Status::unavailable(format!(
+            "shard {shard}: raft stopped: {f}; retry on another replica"
+        )),
         RaftError::APIError(a) => Status::failed_precondition(format!("shard {shard}: {a}")),
     }
 }
@@ -246,6 +275,9 @@ pub async fn serve<S: ShardData + ShardQuery>(
     tonic::transport::Server::builder()
         .add_service(ingester)
         .add_service(raft)
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await
 }

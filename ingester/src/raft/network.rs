@@ -163,8 +163,13 @@ enum Rpc {
 
 type RpcErr<E> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
 
+// The error type is openraft's `RPCError`, fixed by the `RaftNetwork` trait.
+#[allow(clippy::result_large_err)]
 impl GrpcNetwork {
-    fn codec_err<E: std::error::Error>(&self, e: serde_json::Error) -> RPCError<NodeId, BasicNode, E> {
+    fn codec_err<E: std::error::Error>(
+        &self,
+        e: serde_json::Error,
+    ) -> RPCError<NodeId, BasicNode, E> {
         let err = TransportError::Codec {
             shard: self.shard,
             reason: e.to_string(),
@@ -215,7 +220,9 @@ impl GrpcNetwork {
         E: std::error::Error + DeserializeOwned,
     {
         match reply.result {
-            Some(raft_reply::Result::Ok(b)) => serde_json::from_slice(&b).map_err(|e| self.codec_err(e)),
+            Some(raft_reply::Result::Ok(b)) => {
+                serde_json::from_slice(&b).map_err(|e| self.codec_err(e))
+            }
             Some(raft_reply::Result::Error(b)) => {
                 let e: RaftError<NodeId, E> =
                     serde_json::from_slice(&b).map_err(|e| self.codec_err(e))?;
@@ -232,7 +239,11 @@ impl GrpcNetwork {
         }
     }
 
-    fn timeout<E: std::error::Error>(&self, rpc: Rpc, ttl: Duration) -> RPCError<NodeId, BasicNode, E> {
+    fn timeout<E: std::error::Error>(
+        &self,
+        rpc: Rpc,
+        ttl: Duration,
+    ) -> RPCError<NodeId, BasicNode, E> {
         let action = match rpc {
             Rpc::Append => RPCTypes::AppendEntries,
             Rpc::Vote => RPCTypes::Vote,
@@ -253,12 +264,12 @@ impl GrpcNetwork {
         status: tonic::Status,
     ) -> RPCError<NodeId, BasicNode, E> {
         match status.code() {
-            tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(
-                &TransportError::Unreachable {
+            tonic::Code::Unavailable => {
+                RPCError::Unreachable(Unreachable::new(&TransportError::Unreachable {
                     addr: self.addr.clone(),
                     status: status.to_string(),
-                },
-            )),
+                }))
+            }
             tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => self.timeout(rpc, ttl),
             _ => RPCError::Network(NetworkError::new(&TransportError::Call {
                 addr: self.addr.clone(),
@@ -292,5 +303,52 @@ impl RaftNetwork<TypeConfig> for GrpcNetwork {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
         self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, LogId, Vote};
+    use std::time::Instant;
+
+    #[test]
+    fn shards_share_one_channel_per_peer() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let pool = ChannelPool::new();
+            for shard in 0..8 {
+                let mut f = GrpcNetworkFactory::new(shard, pool.clone());
+                f.new_client(2, &BasicNode::new("127.0.0.1:1")).await;
+                f.new_client(3, &BasicNode::new("127.0.0.1:2")).await;
+            }
+            assert_eq!(pool.len(), 2);
+            let mut f = GrpcNetworkFactory::new(0, pool.clone());
+            let bad = f.new_client(4, &BasicNode::new("not an address")).await;
+            assert!(matches!(bad.client, Err(TransportError::BadAddress { .. })));
+        });
+    }
+
+    /// A peer with nothing listening is Unreachable, quickly: openraft then
+    /// backs off and the election proceeds with the other peers.
+    #[test]
+    fn a_down_peer_is_unreachable_not_a_hang() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            };
+            let mut f = GrpcNetworkFactory::new(7, ChannelPool::new());
+            let mut net = f.new_client(2, &BasicNode::new(format!("127.0.0.1:{port}"))).await;
+            let vote = VoteRequest::new(Vote::new(1, 1), Some(LogId::new(CommittedLeaderId::new(1, 1), 3)));
+            let t = Instant::now();
+            let err = net
+                .vote(vote, RPCOption::new(Duration::from_secs(5)))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
+            assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        });
     }
 }

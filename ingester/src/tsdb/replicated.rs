@@ -96,14 +96,17 @@ impl Inner {
     ) -> Result<AppendOutcome> {
         self.check_failed()?;
         let _serial = self.checkpoint_lock.lock();
-        let already = self.head.read().applied_seq >= log_index;
-        let out = match batch {
-            // Entries at or below the applied position are in the head
-            // already (openraft does not re-send them; this guards misuse).
-            Some(b) if already => AppendOutcome {
-                duplicates_ignored: b.series.iter().map(|s| s.samples.len() as u64).sum(),
+        if self.head.read().applied_seq >= log_index {
+            // At or below the applied position: in the head already, and the
+            // mark must not move back (openraft does not re-send such
+            // entries; this guards misuse).
+            let dups = batch.map_or(0, |b| b.series.iter().map(|s| s.samples.len() as u64).sum());
+            return Ok(AppendOutcome {
+                duplicates_ignored: dups,
                 ..AppendOutcome::default()
-            },
+            });
+        }
+        let out = match batch {
             Some(b) => {
                 let out = self.apply_record(log_index, b, 0)?;
                 self.replicated_applies.fetch_add(1, Ordering::Relaxed);
@@ -118,8 +121,7 @@ impl Inner {
                 out
             }
             None => {
-                let mut head = self.head.write();
-                head.applied_seq = head.applied_seq.max(log_index);
+                self.head.write().applied_seq = log_index;
                 AppendOutcome::default()
             }
         };
