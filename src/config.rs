@@ -69,6 +69,8 @@ pub struct Config {
     pub distributor: aion_distributor::config::DistributorConfig,
     /// Querier settings.
     pub querier: aion_querier::config::QuerierConfig,
+    /// Ingester cluster topology (used by `--target=ingester`).
+    pub ingester_cluster: aion_ingester::topology::ClusterConfig,
 }
 
 impl Default for Config {
@@ -81,6 +83,7 @@ impl Default for Config {
             ingester: Default::default(),
             distributor: Default::default(),
             querier: Default::default(),
+            ingester_cluster: Default::default(),
         }
     }
 }
@@ -104,11 +107,17 @@ impl Config {
                 )));
             }
         }
-        if self.target.trim() != "all" {
-            return Err(ConfigError::Invalid(format!(
-                "target {:?}: only `all` (single process) is available in this version; separate roles arrive with clustering",
-                self.target
-            )));
+        match self.target.trim() {
+            "all" => {}
+            "ingester" => self
+                .ingester_cluster
+                .validate()
+                .map_err(|e| ConfigError::Invalid(format!("ingester_cluster: {e}")))?,
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "target {other:?}: only `all` (single process) and `ingester` (one Raft shard host) are available in this version"
+                )))
+            }
         }
         self.ingester.validate().map_err(|e| ConfigError::Invalid(format!("ingester: {e}")))?;
         self.distributor.validate().map_err(|e| ConfigError::Invalid(format!("distributor: {e}")))?;
@@ -140,5 +149,21 @@ mod tests {
         assert!(e.to_string().contains("http_listen_adress"), "{e}");
         let cfg = Config { target: "bogus".into(), ..Config::default() };
         assert!(cfg.validate().expect_err("bad target").to_string().contains("bogus"));
+    }
+
+    #[test]
+    fn ingester_target_needs_a_valid_cluster_section() {
+        let cfg = Config { target: "ingester".into(), ..Config::default() };
+        let e = cfg.validate().expect_err("no ingesters listed");
+        assert!(e.to_string().contains("ingester_cluster: no ingesters"), "{e}");
+        let yaml = "target: ingester\ningester_cluster:\n  node_id: 2\n  shards: 4\n  replication_factor: 1\n  ingesters:\n    - {id: 1, grpc_address: '127.0.0.1:9101'}\n    - {id: 2, grpc_address: '127.0.0.1:9102', zone: z}\n";
+        let dir = std::env::temp_dir().join(format!("aion-cfg-ing-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let p = dir.join("ing.yaml");
+        std::fs::write(&p, yaml).expect("write");
+        let cfg = Config::from_file(&p).expect("parses");
+        assert_eq!(cfg.ingester_cluster.shards, 4);
+        let e = cfg.validate().expect_err("mixed zones");
+        assert!(e.to_string().contains("no zone"), "{e}");
     }
 }

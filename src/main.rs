@@ -3,6 +3,7 @@
 //! RocksDB storage and the Prometheus query API, data in `./data`.
 
 mod config;
+mod ingester_role;
 mod process_metrics;
 mod server;
 
@@ -33,6 +34,18 @@ struct Cli {
     /// Require X-Scope-OrgID on every request.
     #[arg(long = "auth.multitenancy-enabled")]
     multitenancy_enabled: Option<bool>,
+    /// This ingester's node id (`--target=ingester`).
+    #[arg(long = "ingester.node-id")]
+    ingester_node_id: Option<u64>,
+    /// Every ingester as `id=host:port` (gRPC), comma-separated; replaces `ingester_cluster.ingesters`.
+    #[arg(long = "ingester.peers")]
+    ingester_peers: Option<String>,
+    /// Number of shards [default: 16].
+    #[arg(long = "ingester.shards")]
+    ingester_shards: Option<u64>,
+    /// Replicas per shard [default: 3].
+    #[arg(long = "ingester.replication-factor")]
+    ingester_replication_factor: Option<usize>,
     /// Log format: `json` (default) or `text`.
     #[arg(long = "log.format", default_value = "json")]
     log_format: String,
@@ -60,6 +73,19 @@ fn load_config(cli: &Cli) -> Result<Config, config::ConfigError> {
     }
     if let Some(m) = cli.multitenancy_enabled {
         cfg.multitenancy_enabled = m;
+    }
+    let cluster = &mut cfg.ingester_cluster;
+    if let Some(n) = cli.ingester_node_id {
+        cluster.node_id = n;
+    }
+    if let Some(p) = &cli.ingester_peers {
+        cluster.set_peers(p).map_err(|e| config::ConfigError::Invalid(format!("--ingester.peers: {e}")))?;
+    }
+    if let Some(n) = cli.ingester_shards {
+        cluster.shards = n;
+    }
+    if let Some(n) = cli.ingester_replication_factor {
+        cluster.replication_factor = n;
     }
     cfg.validate()?;
     Ok(cfg)

@@ -17,6 +17,9 @@ use std::sync::Arc;
 
 /// Runs Aion until a shutdown signal; returns after storage is flushed.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    if cfg.target.trim() == "ingester" {
+        return crate::ingester_role::run(cfg).await;
+    }
     tracing::info!(target = %cfg.target, data_dir = %cfg.data_dir.display(), http = %cfg.server.http_listen_address, "starting aion");
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     let mut registry = Registry::default();
@@ -79,7 +82,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 /// `/metrics`, `/ready`, `/health`.
-fn ops_router(registry: Arc<Registry>, ready: Arc<AtomicBool>) -> Router {
+pub(crate) fn ops_router(registry: Arc<Registry>, ready: Arc<AtomicBool>) -> Router {
     Router::new()
         .route(
             "/metrics",
@@ -115,7 +118,7 @@ fn ops_router(registry: Arc<Registry>, ready: Arc<AtomicBool>) -> Router {
         .route("/health", get(|| async { (StatusCode::OK, "ok\n") }))
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::warn!(error = %e, "cannot listen for SIGINT");

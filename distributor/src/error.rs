@@ -60,13 +60,29 @@ pub enum DistributorError {
         /// The message for the first rejected sample, naming series and timestamp.
         message: String,
     },
-    /// A per-tenant rate limit was hit (reserved: ingestion-rate limits are not enforced yet).
-    #[error("ingestion rate limit for tenant {tenant} exceeded: {limit}")]
+    /// The tenant's ingestion rate limit (token bucket) has no room for the request.
+    #[error(
+        "ingestion rate limit ({limit}) exceeded while adding {samples} samples for tenant {tenant} \
+         (ingestion_rate {limit} samples/s, ingestion_burst_size {burst})"
+    )]
     RateLimited {
         /// The tenant over its limit.
         tenant: String,
-        /// The limit, as text (e.g. `10000 samples/s`).
-        limit: String,
+        /// The tenant's `ingestion_rate`, samples/s.
+        limit: u64,
+        /// The tenant's `ingestion_burst_size`.
+        burst: u64,
+        /// Samples in the rejected request.
+        samples: usize,
+    },
+    /// A per-tenant limit (series count, sample age) rejected data; `message`
+    /// names the limit, its value, the tenant and the series.
+    #[error("{message}")]
+    LimitExceeded {
+        /// Short reason, as used in the `reason` label of discard metrics.
+        reason: &'static str,
+        /// The full message.
+        message: String,
     },
     /// The store cannot serve now; the client should retry.
     #[error("storage unavailable, retry later: {0}")]
@@ -93,7 +109,8 @@ impl DistributorError {
         use DistributorError::*;
         match self {
             MissingTenant => StatusCode::UNAUTHORIZED,
-            InvalidTenant(_) | BodyRead(_) | Snappy(_) | Protobuf(_) | InvalidSeries { .. } | SamplesRejected { .. } => {
+            InvalidTenant(_) | BodyRead(_) | Snappy(_) | Protobuf(_) | InvalidSeries { .. } | SamplesRejected { .. }
+            | LimitExceeded { .. } => {
                 StatusCode::BAD_REQUEST
             }
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -135,8 +152,14 @@ mod tests {
         let big = DistributorError::BodyTooLarge { what: "compressed body", size: Some(11), limit: 10 };
         assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(big.to_string(), "request body too large: compressed body is 11 bytes, over the limit of 10 bytes");
-        let rl = DistributorError::RateLimited { tenant: "t".into(), limit: "1/s".into() };
+        let rl = DistributorError::RateLimited { tenant: "team-a".into(), limit: 10000, burst: 20000, samples: 2000 };
         assert_eq!(rl.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            rl.to_string().starts_with("ingestion rate limit (10000) exceeded while adding 2000 samples for tenant team-a"),
+            "{rl}"
+        );
+        let le = DistributorError::LimitExceeded { reason: "r", message: "m".into() };
+        assert_eq!(le.status(), StatusCode::BAD_REQUEST);
         let unavail: DistributorError = StorageError::Unavailable("down".into()).into();
         assert_eq!(unavail.status(), StatusCode::SERVICE_UNAVAILABLE);
         let io: DistributorError = StorageError::Io("disk".into()).into();

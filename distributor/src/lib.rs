@@ -3,7 +3,10 @@
 //! It serves `POST /api/v1/push` (Mimir's path) and `POST /api/v1/write`
 //! (Prometheus's path), decodes a snappy-block protobuf `WriteRequest`,
 //! resolves the tenant, validates every series against the Prometheus label
-//! rules and the configured limits, and hands the valid series as one
+//! rules and the tenant's limits (defaults from the config, per-tenant
+//! overrides from a runtime file re-read without restart: ingestion rate as a
+//! token bucket → 429, active series per tenant and per metric → 400, sample
+//! age and future skew → 400), and hands the admitted series as one
 //! [`aion_model::storage::WriteBatch`] to an [`Appender`] (for now the local
 //! TSDB; later the shard leaders over Raft). Invariants: bad input never
 //! panics and never touches stored data — it gets a 4xx with a plain-text
@@ -14,10 +17,13 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod active_series;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod overrides;
 mod push;
+pub mod rate_limit;
 pub mod remote_write;
 pub mod validation;
 
@@ -25,19 +31,27 @@ pub use config::{DistributorConfig, Limits};
 pub use error::{DistributorError, Result};
 pub use push::TENANT_HEADER;
 
+use active_series::ActiveSeries;
 use aion_model::storage::Appender;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
 use axum::Router;
 use metrics::Metrics;
+use overrides::TenantLimits;
 use prometheus_client::registry::Registry;
+use rate_limit::RateLimiter;
 use std::sync::Arc;
 
-/// The remote-write front door: config, the appender writes go to, metrics.
+/// The remote-write front door: config, the appender writes go to, metrics,
+/// and the per-tenant limit state (limits with overrides, token buckets,
+/// active series).
 pub struct Distributor {
     cfg: DistributorConfig,
     appender: Arc<dyn Appender>,
     metrics: Metrics,
+    limits: Arc<TenantLimits>,
+    rate: RateLimiter,
+    active: ActiveSeries,
 }
 
 impl std::fmt::Debug for Distributor {
@@ -47,11 +61,31 @@ impl std::fmt::Debug for Distributor {
 }
 
 impl Distributor {
-    /// Validates `cfg` and registers the distributor's metrics into `registry`.
+    /// Validates `cfg`, reads the overrides file (if any; an unreadable or
+    /// invalid file is an error here), starts the task re-reading it every
+    /// `overrides_period` (when called on a tokio runtime), and registers the
+    /// distributor's metrics into `registry`.
     pub fn new(cfg: DistributorConfig, appender: Arc<dyn Appender>, registry: &mut Registry) -> Result<Self> {
         cfg.validate()?;
+        let limits = Arc::new(TenantLimits::new(cfg.limits.clone()));
+        if let Some(path) = &cfg.overrides_file {
+            let n = limits.load_file(path)?;
+            tracing::info!(path = %path.display(), tenants = n, "runtime overrides loaded");
+            overrides::spawn_reloader(Arc::downgrade(&limits), path.clone(), cfg.overrides_period);
+        }
         let metrics = Metrics::register(registry);
-        Ok(Self { cfg, appender, metrics })
+        let active = ActiveSeries::new(cfg.active_series_idle_timeout);
+        Ok(Self { cfg, appender, metrics, limits, rate: RateLimiter::default(), active })
+    }
+
+    /// The limits in force for `tenant` (its runtime override, else the defaults).
+    pub fn limits_for(&self, tenant: &str) -> Arc<Limits> {
+        self.limits.get(tenant)
+    }
+
+    /// Active series this distributor counts for `tenant` (see [`active_series`]).
+    pub fn active_series(&self, tenant: &str) -> usize {
+        self.active.count(tenant)
     }
 
     /// The configuration in force.
@@ -72,5 +106,7 @@ pub fn router(d: Arc<Distributor>) -> Router {
         .with_state(d)
 }
 
+#[cfg(test)]
+mod limits_test;
 #[cfg(test)]
 mod push_test;

@@ -6,11 +6,17 @@
 //! `aion_distributor_received_samples_total{tenant}`,
 //! `aion_distributor_received_metadata_total{tenant}`,
 //! `aion_distributor_discarded_samples_total{tenant,reason}`,
-//! `aion_distributor_discarded_series_total{tenant,reason}`.
+//! `aion_distributor_discarded_series_total{tenant,reason}`,
+//! `aion_distributor_active_series{tenant}` (this distributor's approximate count).
+//!
+//! Limit reasons: `rate_limited`, `per_user_series_limit`,
+//! `per_metric_series_limit`, `sample_too_old`, `sample_too_far_in_future`
+//! (see [`crate::validation::reason`]).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Label set `{code}`: the HTTP status answered.
@@ -51,6 +57,8 @@ pub struct Metrics {
     pub discarded_samples: Family<DiscardLabels, Counter>,
     /// Series dropped by validation, by tenant and reason.
     pub discarded_series: Family<DiscardLabels, Counter>,
+    /// Active series counted for the series limits, by tenant.
+    pub active_series: Family<TenantLabel, Gauge>,
 }
 
 impl Metrics {
@@ -86,6 +94,11 @@ impl Metrics {
             "aion_distributor_discarded_series",
             "Series dropped by validation, by tenant and reason",
             m.discarded_series.clone(),
+        );
+        registry.register(
+            "aion_distributor_active_series",
+            "Active series this distributor counts against the per-tenant series limits, by tenant",
+            m.active_series.clone(),
         );
         m
     }

@@ -5,7 +5,6 @@ use crate::metrics::{CodeLabel, Metrics};
 use crate::remote_write;
 use crate::validation::validate_series;
 use crate::Distributor;
-use aion_model::sample::Sample;
 use aion_model::storage::{AppendOutcome, RejectReason, SeriesSamples, WriteBatch};
 use aion_model::TenantId;
 use aion_proto::prometheus::WriteRequest;
@@ -15,6 +14,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+mod limits;
 
 /// Header carrying the tenant id.
 pub const TENANT_HEADER: &str = "X-Scope-OrgID";
@@ -101,22 +103,33 @@ impl Distributor {
         DistributorError::BodyRead(r.body_text())
     }
 
-    /// Validates and appends a decoded request for `tenant`. Valid series are
-    /// stored even when others are invalid; the error then names the first
-    /// invalid series (or, failing that, the first sample the store rejected).
+    /// Validates, limits and appends a decoded request for `tenant`, under the
+    /// tenant's limits (defaults or its runtime override). Order: label rules
+    /// and sample times per series; then the ingestion rate over all samples
+    /// left (429 for the whole request when over); then the active-series
+    /// limits. Valid, admitted series are stored even when others are not; the
+    /// error then names the first rejected series (or, failing that, the first
+    /// sample the store rejected).
     pub async fn push(&self, tenant: TenantId, req: WriteRequest) -> Result<()> {
         let t = tenant.as_str().to_string();
+        let limits = self.limits.get(&t);
         let samples_in: usize = req.timeseries.iter().map(|s| s.samples.len()).sum();
         Metrics::add_tenant(&self.metrics.received_samples, &t, samples_in as u64);
         Metrics::add_tenant(&self.metrics.received_metadata, &t, req.metadata.len() as u64);
-        let mut batch = WriteBatch { tenant, series: Vec::with_capacity(req.timeseries.len()) };
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let mut series = Vec::with_capacity(req.timeseries.len());
         let mut first_invalid = None;
         for ts in req.timeseries {
-            match validate_series(ts.labels, &self.cfg.limits) {
+            match validate_series(ts.labels, &limits) {
                 Ok(labels) if ts.samples.is_empty() => drop(labels),
                 Ok(labels) => {
-                    let samples = ts.samples.iter().map(|s| Sample::new(s.timestamp, s.value)).collect();
-                    batch.series.push(SeriesSamples { labels, samples });
+                    let (samples, err) = self.check_sample_times(&t, &labels, &ts.samples, &limits, now_ms);
+                    if let Some(e) = err {
+                        first_invalid.get_or_insert(e);
+                    }
+                    if !samples.is_empty() {
+                        series.push(SeriesSamples { labels, samples });
+                    }
                 }
                 Err(e) => {
                     if let DistributorError::InvalidSeries { reason, .. } = &e {
@@ -127,6 +140,12 @@ impl Distributor {
                 }
             }
         }
+        self.check_rate(&t, series.iter().map(|s| s.samples.len()).sum(), &limits)?;
+        let (series, over_limit) = self.check_series_limits(&t, series, &limits);
+        if let Some(e) = over_limit {
+            first_invalid.get_or_insert(e);
+        }
+        let batch = WriteBatch { tenant, series };
         let rejected = if batch.series.is_empty() { None } else { self.append(batch).await? };
         match (first_invalid, rejected) {
             (Some(e), _) | (None, Some(e)) => Err(e),

@@ -12,20 +12,20 @@ use prost::Message;
 use std::sync::Arc;
 use tower::ServiceExt;
 
-struct Fixture {
-    store: Arc<MemStore>,
-    registry: Registry,
-    app: axum::Router,
+pub(crate) struct Fixture {
+    pub(crate) store: Arc<MemStore>,
+    pub(crate) registry: Registry,
+    pub(crate) app: axum::Router,
 }
 
-fn fixture(cfg: DistributorConfig) -> Fixture {
+pub(crate) fn fixture(cfg: DistributorConfig) -> Fixture {
     let store = Arc::new(MemStore::new());
     let mut registry = Registry::default();
     let d = Distributor::new(cfg, store.clone(), &mut registry).expect("valid config");
     Fixture { store, registry, app: router(Arc::new(d)) }
 }
 
-fn ts(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> pb::TimeSeries {
+pub(crate) fn ts(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> pb::TimeSeries {
     pb::TimeSeries {
         labels: labels.iter().map(|(n, v)| pb::Label { name: n.to_string(), value: v.to_string() }).collect(),
         samples: samples.iter().map(|(t, v)| pb::Sample { timestamp: *t, value: *v }).collect(),
@@ -50,17 +50,17 @@ impl Fixture {
         (status, String::from_utf8_lossy(&bytes).trim_end().to_string())
     }
 
-    async fn push(&self, tenant: Option<&str>, series: Vec<pb::TimeSeries>) -> (StatusCode, String) {
+    pub(crate) async fn push(&self, tenant: Option<&str>, series: Vec<pb::TimeSeries>) -> (StatusCode, String) {
         self.post("/api/v1/push", tenant, body_of(series)).await
     }
 
-    fn stored(&self, tenant: &str) -> Vec<(String, Vec<Sample>)> {
+    pub(crate) fn stored(&self, tenant: &str) -> Vec<(String, Vec<Sample>)> {
         let t = TenantId::new(tenant).unwrap();
         let all = self.store.select(&t, &SelectHints::all(), &[]).unwrap();
         all.into_iter().map(|s| (s.labels.to_string(), s.samples)).collect()
     }
 
-    fn metrics_text(&self) -> String {
+    pub(crate) fn metrics_text(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).unwrap();
         out

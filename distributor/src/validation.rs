@@ -38,6 +38,16 @@ pub mod reason {
     pub const DUPLICATE_LABEL_NAMES: &str = "duplicate_label_names";
     /// Label names not in ascending byte order.
     pub const LABELS_NOT_SORTED: &str = "labels_not_sorted";
+    /// The tenant's ingestion rate limit had no room for the request.
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// A new series over `max_global_series_per_user`.
+    pub const PER_USER_SERIES_LIMIT: &str = "per_user_series_limit";
+    /// A new series over `max_global_series_per_metric`.
+    pub const PER_METRIC_SERIES_LIMIT: &str = "per_metric_series_limit";
+    /// A sample older than `past_grace_period`.
+    pub const TOO_OLD: &str = "sample_too_old";
+    /// A sample further in the future than `creation_grace_period`.
+    pub const TOO_FAR_IN_FUTURE: &str = "sample_too_far_in_future";
 }
 
 /// Validates `labels` (as sent) and returns them as a [`Labels`] without

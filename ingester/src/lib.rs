@@ -29,6 +29,7 @@ pub mod raft;
 mod retention;
 mod series;
 pub mod shards;
+pub mod topology;
 mod tsdb;
 mod wal;
 

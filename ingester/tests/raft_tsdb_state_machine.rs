@@ -104,14 +104,21 @@ fn leader_of(nodes: &BTreeMap<u64, Node>) -> Option<u64> {
 /// Writes batch `i` through the leader (retrying up to 10 s); returns the leader.
 async fn write_via_leader(nodes: &BTreeMap<u64, Node>, i: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last_err = None;
     loop {
         if let Some(l) = leader_of(nodes) {
-            if let Ok(r) = nodes[&l].raft.client_write(write(i)).await {
-                assert_eq!(r.data.appended, 3, "batch {i}: {:?}", r.data);
-                return l;
+            match nodes[&l].raft.client_write(write(i)).await {
+                Ok(r) => {
+                    assert_eq!(r.data.appended, 3, "batch {i}: {:?}", r.data);
+                    return l;
+                }
+                Err(e) => last_err = Some(e.to_string()),
             }
         }
-        assert!(Instant::now() < deadline, "no leader took batch {i} in 10 s");
+        assert!(
+            Instant::now() < deadline,
+            "no leader took batch {i} in 10 s; last error: {last_err:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -126,8 +133,12 @@ fn contents(n: &Node) -> Vec<Series> {
 /// Waits for every node to apply the leader's last index; asserts every node
 /// holds exactly batches `0..batches` in each of the 3 series, identically.
 async fn converged(nodes: &BTreeMap<u64, Node>, batches: u64) {
-    let leader = leader_of(nodes).unwrap();
-    let last = nodes[&leader].raft.metrics().borrow().last_log_index;
+    // The highest log any node holds (a just-restarted node may still
+    // believe in its old leadership, so "the leader's log" could be stale).
+    let last = nodes
+        .values()
+        .filter_map(|n| n.raft.metrics().borrow().last_log_index)
+        .max();
     for (id, n) in nodes {
         n.raft
             .wait(Some(Duration::from_secs(15)))
@@ -142,7 +153,18 @@ async fn converged(nodes: &BTreeMap<u64, Node>, batches: u64) {
         let got = contents(n);
         assert_eq!(got.len(), 3, "node {id}");
         for s in &got {
-            assert_eq!(s.samples, want, "node {id}, series {}", s.labels);
+            let missing: Vec<i64> = want
+                .iter()
+                .filter(|w| !s.samples.contains(w))
+                .map(|w| w.t)
+                .collect();
+            assert!(
+                s.samples == want,
+                "node {id}, series {}: {} samples, want {}; missing t={missing:?}",
+                s.labels,
+                s.samples.len(),
+                want.len()
+            );
         }
     }
 }
@@ -215,10 +237,16 @@ async fn wiped_replica_catches_up_by_snapshot() {
     let m = nodes[&leader]
         .raft
         .wait(Some(Duration::from_secs(10)))
-        .metrics(|m| m.purged.is_some_and(|p| p.index >= 20), "snapshot + purge")
+        .metrics(
+            |m| m.purged.is_some_and(|p| p.index >= 20),
+            "snapshot + purge",
+        )
         .await
         .unwrap();
-    println!("leader {leader}: snapshot {:?}, purged {:?}", m.snapshot, m.purged);
+    println!(
+        "leader {leader}: snapshot {:?}, purged {:?}",
+        m.snapshot, m.purged
+    );
     let victim = (1..=3).find(|id| *id != leader).unwrap();
     kill(&mut nodes, &router, victim).await;
     let vdir = dirs[victim as usize - 1].path();
@@ -264,7 +292,11 @@ async fn wiped_replica_catches_up_by_snapshot() {
     assert_eq!(contents(&nodes[&victim]), contents(&nodes[&leader]));
     let dump = nodes[&victim].data.dump().unwrap();
     assert_eq!(dump, nodes[&leader].data.dump().unwrap());
-    assert_eq!((dump.len(), dump[0].series.len()), (1, 3), "one tenant, 3 series");
+    assert_eq!(
+        (dump.len(), dump[0].series.len()),
+        (1, 3),
+        "one tenant, 3 series"
+    );
     assert!(
         nodes[&victim].data.tsdb().replicated_applies() < 40,
         "wiped node got most of its data from the snapshot"

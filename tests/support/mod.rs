@@ -2,6 +2,7 @@
 //! free loopback ports with a temp data dir, push remote-write requests, query.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod peers;
 
 use aion_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};

@@ -284,16 +284,11 @@ impl<S: ShardData> RaftStateMachine<TypeConfig> for ShardStateMachine<S> {
             let apply_err = |err: ModelError| StorageIOError::apply(e.log_id, AnyError::new(&err));
             let summary = match e.payload {
                 EntryPayload::Blank => {
-                    self.data
-                        .apply_marker(&e.log_id, None)
-                        .map_err(apply_err)?;
+                    self.data.apply_marker(&e.log_id, None).map_err(apply_err)?;
                     WriteSummary::default()
                 }
                 EntryPayload::Normal(w) => {
-                    let outcome = self
-                        .data
-                        .apply_entry(&e.log_id, w.0)
-                        .map_err(apply_err)?;
+                    let outcome = self.data.apply_entry(&e.log_id, w.0).map_err(apply_err)?;
                     WriteSummary::from_outcome(&outcome)
                 }
                 EntryPayload::Membership(m) => {

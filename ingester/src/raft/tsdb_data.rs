@@ -147,8 +147,12 @@ impl ShardData for TsdbShardData {
         membership: Option<&StoredMembership<NodeId, BasicNode>>,
     ) -> Result<(), ModelError> {
         let applied = encode_applied(Some(log_id));
-        self.tsdb
-            .apply_replicated(log_id.index, &applied, membership.map(encode_membership), None)?;
+        self.tsdb.apply_replicated(
+            log_id.index,
+            &applied,
+            membership.map(encode_membership),
+            None,
+        )?;
         Ok(())
     }
 

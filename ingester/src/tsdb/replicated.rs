@@ -96,7 +96,10 @@ impl Inner {
     ) -> Result<AppendOutcome> {
         self.check_failed()?;
         let _serial = self.checkpoint_lock.lock();
-        if self.head.read().applied_seq >= log_index {
+        // Raft log indexes start at 0 (openraft's initial membership entry):
+        // nothing is applied until a mark exists.
+        let has_mark = self.replica.lock().applied.is_some();
+        if has_mark && self.head.read().applied_seq >= log_index {
             // At or below the applied position: in the head already, and the
             // mark must not move back (openraft does not re-send such
             // entries; this guards misuse).
@@ -194,8 +197,11 @@ impl Inner {
     }
 }
 
-/// Decodes and verifies a dump: `(column family, key, value)` records.
-fn decode_dump(b: &[u8]) -> Result<Vec<(&'static str, &[u8], &[u8])>> {
+/// One dumped record: column family, key, value.
+type DumpRecord<'a> = (&'static str, &'a [u8], &'a [u8]);
+
+/// Decodes and verifies a dump.
+fn decode_dump(b: &[u8]) -> Result<Vec<DumpRecord<'_>>> {
     let bad = |detail: String| IngesterError::corrupt("TSDB snapshot dump", detail);
     if b.len() < 9 {
         return Err(bad(format!("{} bytes is too short", b.len())));
@@ -334,9 +340,7 @@ mod tests {
             assert_eq!(out.appended, 1);
         }
         assert_eq!(db.stats().wal_bytes, 0, "no TSDB WAL in Raft mode");
-        let again = db
-            .apply_replicated(5, &[5], None, Some(&batch(5)))
-            .unwrap();
+        let again = db.apply_replicated(5, &[5], None, Some(&batch(5))).unwrap();
         assert_eq!((again.appended, again.duplicates_ignored), (0, 1));
         db.flush().unwrap();
         db.apply_replicated(11, &[11], Some(vec![9, 9]), None)
@@ -378,8 +382,12 @@ mod tests {
             }
         );
         // Continues deterministically after the install.
-        let o1 = src.apply_replicated(21, &[21], None, Some(&batch(21))).unwrap();
-        let o2 = dst.apply_replicated(21, &[21], None, Some(&batch(21))).unwrap();
+        let o1 = src
+            .apply_replicated(21, &[21], None, Some(&batch(21)))
+            .unwrap();
+        let o2 = dst
+            .apply_replicated(21, &[21], None, Some(&batch(21)))
+            .unwrap();
         assert_eq!(o1, o2);
         assert_eq!(all(&dst), all(&src));
     }

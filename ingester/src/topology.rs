@@ -1,0 +1,302 @@
+//! Cluster topology of the ingesters: which ingesters exist (id, addresses,
+//! zone), how many shards there are, the replication factor, and which node
+//! this process is. [`place`] is the pure placement function: shard →
+//! replica node ids, on distinct ingesters and, when zones are set, distinct
+//! zones. Every process computes the same placement from the same config.
+
+use crate::raft::{NodeId, ShardId};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Errors validating a topology or placing a shard.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopologyError {
+    /// No ingesters listed.
+    #[error("no ingesters configured: list at least one under `ingesters` (or --ingester.peers)")]
+    NoIngesters,
+    /// Shard count of zero.
+    #[error("shards must be at least 1, got 0")]
+    NoShards,
+    /// Replication factor of zero.
+    #[error("replication_factor must be at least 1, got 0")]
+    ZeroReplication,
+    /// Two ingesters share an id.
+    #[error("ingester id {0} is listed more than once")]
+    DuplicateId(NodeId),
+    /// Fewer ingesters than the replication factor.
+    #[error("replication_factor {rf} needs at least {rf} ingesters, only {have} configured")]
+    TooFewIngesters {
+        /// The replication factor.
+        rf: usize,
+        /// Ingesters configured.
+        have: usize,
+    },
+    /// Zones are set but fewer distinct zones than the replication factor.
+    #[error("replication_factor {rf} needs {rf} distinct zones, only {have} configured ({zones:?})")]
+    TooFewZones {
+        /// The replication factor.
+        rf: usize,
+        /// Distinct zones configured.
+        have: usize,
+        /// The zones.
+        zones: Vec<String>,
+    },
+    /// Some ingesters have a zone and others don't.
+    #[error("ingester {0} has no zone while others do: set a zone on every ingester or on none")]
+    MixedZones(NodeId),
+    /// This process's node id is not among the ingesters.
+    #[error("node_id {0} is not one of the configured ingesters {1:?}")]
+    UnknownNode(NodeId, Vec<NodeId>),
+    /// A peer list entry is malformed.
+    #[error("invalid peer {0:?}: expected `id=host:port`")]
+    BadPeer(String),
+}
+
+/// One ingester of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngesterInfo {
+    /// Node id (unique, > 0 recommended).
+    pub id: NodeId,
+    /// Address peers and clients reach its gRPC server at (`host:port`).
+    pub grpc_address: String,
+    /// Its HTTP address (admin, metrics), if known.
+    #[serde(default)]
+    pub http_address: Option<String>,
+    /// Failure zone; replicas of a shard go to distinct zones when set.
+    #[serde(default)]
+    pub zone: Option<String>,
+}
+
+/// The `ingester_cluster` configuration section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This process's node id.
+    pub node_id: NodeId,
+    /// Number of shards (Raft groups).
+    pub shards: u64,
+    /// Replicas per shard.
+    pub replication_factor: usize,
+    /// Every ingester of the cluster.
+    pub ingesters: Vec<IngesterInfo>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            shards: 16,
+            replication_factor: 3,
+            ingesters: Vec::new(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Checks ids, counts and zones, and that `node_id` is listed.
+    pub fn validate(&self) -> Result<(), TopologyError> {
+        check(&self.ingesters, self.shards, self.replication_factor)?;
+        if !self.ingesters.iter().any(|i| i.id == self.node_id) {
+            return Err(TopologyError::UnknownNode(
+                self.node_id,
+                self.ingesters.iter().map(|i| i.id).collect(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Replica node ids of every shard (see [`place`]).
+    pub fn placement(&self) -> Result<BTreeMap<ShardId, Vec<NodeId>>, TopologyError> {
+        (0..self.shards)
+            .map(|s| Ok((s, place(&self.ingesters, self.replication_factor, s)?)))
+            .collect()
+    }
+
+    /// Shards with a replica on `node`, ascending.
+    pub fn shards_of(&self, node: NodeId) -> Result<Vec<ShardId>, TopologyError> {
+        Ok(self
+            .placement()?
+            .into_iter()
+            .filter(|(_, r)| r.contains(&node))
+            .map(|(s, _)| s)
+            .collect())
+    }
+
+    /// gRPC address of every ingester, by id.
+    pub fn grpc_addresses(&self) -> BTreeMap<NodeId, String> {
+        self.ingesters.iter().map(|i| (i.id, i.grpc_address.clone())).collect()
+    }
+
+    /// Replaces the ingesters with a `1=host:port,2=host:port` list (no zones).
+    pub fn set_peers(&mut self, list: &str) -> Result<(), TopologyError> {
+        self.ingesters = parse_peers(list)?;
+        Ok(())
+    }
+}
+
+/// Parses `1=host:port,2=host:port` into ingesters without zones.
+pub fn parse_peers(list: &str) -> Result<Vec<IngesterInfo>, TopologyError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (id, addr) = p.split_once('=').ok_or_else(|| TopologyError::BadPeer(p.into()))?;
+            let id = id.trim().parse().map_err(|_| TopologyError::BadPeer(p.into()))?;
+            let addr = addr.trim();
+            if addr.is_empty() || !addr.contains(':') {
+                return Err(TopologyError::BadPeer(p.into()));
+            }
+            Ok(IngesterInfo { id, grpc_address: addr.into(), http_address: None, zone: None })
+        })
+        .collect()
+}
+
+fn check(ingesters: &[IngesterInfo], shards: u64, rf: usize) -> Result<(), TopologyError> {
+    if ingesters.is_empty() {
+        return Err(TopologyError::NoIngesters);
+    }
+    if shards == 0 {
+        return Err(TopologyError::NoShards);
+    }
+    if rf == 0 {
+        return Err(TopologyError::ZeroReplication);
+    }
+    let mut ids = BTreeSet::new();
+    for i in ingesters {
+        if !ids.insert(i.id) {
+            return Err(TopologyError::DuplicateId(i.id));
+        }
+    }
+    if ingesters.len() < rf {
+        return Err(TopologyError::TooFewIngesters { rf, have: ingesters.len() });
+    }
+    let zoned = ingesters.iter().filter(|i| i.zone.is_some()).count();
+    if zoned > 0 && zoned < ingesters.len() {
+        let bare = ingesters.iter().find(|i| i.zone.is_none()).map(|i| i.id).unwrap_or_default();
+        return Err(TopologyError::MixedZones(bare));
+    }
+    let zones: BTreeSet<&String> = ingesters.iter().filter_map(|i| i.zone.as_ref()).collect();
+    if zoned > 0 && zones.len() < rf {
+        return Err(TopologyError::TooFewZones {
+            rf,
+            have: zones.len(),
+            zones: zones.into_iter().cloned().collect(),
+        });
+    }
+    Ok(())
+}
+
+/// The replicas of `shard`: `rf` node ids, ascending. Ingesters are taken in
+/// id order starting at position `shard % n` (so replica sets and thus
+/// bootstrap duty rotate across nodes), skipping any whose zone is already
+/// used when zones are set. Pure: same inputs, same answer, on every node.
+pub fn place(ingesters: &[IngesterInfo], rf: usize, shard: ShardId) -> Result<Vec<NodeId>, TopologyError> {
+    check(ingesters, 1, rf)?;
+    let mut sorted: Vec<&IngesterInfo> = ingesters.iter().collect();
+    sorted.sort_by_key(|i| i.id);
+    let n = sorted.len();
+    let start = (shard % n as u64) as usize;
+    let mut chosen = Vec::with_capacity(rf);
+    let mut zones_used = BTreeSet::new();
+    for k in 0..n {
+        let ing = sorted[(start + k) % n];
+        if let Some(z) = &ing.zone {
+            if !zones_used.insert(z.clone()) {
+                continue;
+            }
+        }
+        chosen.push(ing.id);
+        if chosen.len() == rf {
+            break;
+        }
+    }
+    // `check` guarantees enough ingesters and zones.
+    debug_assert_eq!(chosen.len(), rf, "BUG: placement found too few replicas");
+    chosen.sort_unstable();
+    Ok(chosen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ing(id: NodeId, zone: Option<&str>) -> IngesterInfo {
+        IngesterInfo {
+            id,
+            grpc_address: format!("127.0.0.1:{}", 9000 + id),
+            http_address: None,
+            zone: zone.map(String::from),
+        }
+    }
+
+    #[test]
+    fn replicas_are_distinct_and_rotate() {
+        let ings: Vec<_> = (1..=5).map(|i| ing(i, None)).collect();
+        let mut first = BTreeMap::new();
+        for s in 0..20 {
+            let r = place(&ings, 3, s).unwrap();
+            assert_eq!(r.len(), 3);
+            assert_eq!(r.iter().collect::<BTreeSet<_>>().len(), 3, "{r:?}");
+            *first.entry(r[0]).or_insert(0) += 1;
+            assert_eq!(r, place(&ings, 3, s).unwrap(), "deterministic");
+        }
+        // Shard 0 → 1,2,3; shard 3 → 4,5,1; every node leads some shards.
+        assert_eq!(place(&ings, 3, 0).unwrap(), vec![1, 2, 3]);
+        assert_eq!(place(&ings, 3, 3).unwrap(), vec![1, 4, 5]);
+        assert!(first.len() >= 3, "{first:?}");
+    }
+
+    #[test]
+    fn placement_ignores_list_order() {
+        let a: Vec<_> = (1..=4).map(|i| ing(i, None)).collect();
+        let mut b = a.clone();
+        b.reverse();
+        for s in 0..8 {
+            assert_eq!(place(&a, 2, s).unwrap(), place(&b, 2, s).unwrap());
+        }
+    }
+
+    #[test]
+    fn zones_are_distinct_when_set() {
+        let ings = vec![ing(1, Some("a")), ing(2, Some("a")), ing(3, Some("b")), ing(4, Some("c")), ing(5, Some("b"))];
+        for s in 0..10 {
+            let r = place(&ings, 3, s).unwrap();
+            let zones: BTreeSet<_> =
+                r.iter().map(|id| ings.iter().find(|i| i.id == *id).unwrap().zone.clone()).collect();
+            assert_eq!(zones.len(), 3, "shard {s}: {r:?}");
+        }
+        let e = place(&ings[..3], 3, 0).unwrap_err();
+        assert!(matches!(e, TopologyError::TooFewZones { have: 2, .. }), "{e}");
+    }
+
+    #[test]
+    fn rf_all_covers_every_node_and_errors_are_named() {
+        let ings: Vec<_> = (1..=3).map(|i| ing(i, None)).collect();
+        let cfg = ClusterConfig { node_id: 2, shards: 16, replication_factor: 3, ingesters: ings.clone() };
+        cfg.validate().unwrap();
+        assert_eq!(cfg.shards_of(2).unwrap(), (0..16).collect::<Vec<_>>());
+        let bad = ClusterConfig { node_id: 7, ..cfg.clone() };
+        assert!(bad.validate().unwrap_err().to_string().contains("node_id 7"));
+        let bad = ClusterConfig { replication_factor: 4, ..cfg.clone() };
+        assert!(matches!(bad.validate(), Err(TopologyError::TooFewIngesters { rf: 4, have: 3 })));
+        let mut dup = ings.clone();
+        dup.push(ing(2, None));
+        assert_eq!(place(&dup, 1, 0), Err(TopologyError::DuplicateId(2)));
+        let mixed = vec![ing(1, Some("a")), ing(2, None)];
+        assert_eq!(place(&mixed, 1, 0), Err(TopologyError::MixedZones(2)));
+    }
+
+    #[test]
+    fn peers_flag_parses_and_rejects_garbage() {
+        let p = parse_peers("1=127.0.0.1:9001, 2=127.0.0.1:9002").unwrap();
+        assert_eq!(p.iter().map(|i| (i.id, i.grpc_address.as_str())).collect::<Vec<_>>(),
+            vec![(1, "127.0.0.1:9001"), (2, "127.0.0.1:9002")]);
+        assert!(matches!(parse_peers("1:127.0.0.1:9001"), Err(TopologyError::BadPeer(_))));
+        assert!(matches!(parse_peers("x=127.0.0.1:9001"), Err(TopologyError::BadPeer(_))));
+        let yaml = "node_id: 2\ningesters:\n  - {id: 1, grpc_address: 'h:1', zone: a}\n  - {id: 2, grpc_address: 'h:2', http_address: 'h:3', zone: b}\n";
+        let c: ClusterConfig = serde_yaml::from_str(yaml).unwrap();
+        assert_eq!((c.shards, c.replication_factor, c.node_id), (16, 3, 2));
+        assert_eq!(c.ingesters[1].http_address.as_deref(), Some("h:3"));
+    }
+}
