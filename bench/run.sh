@@ -23,6 +23,6 @@ out="${BENCH_OUT:-${TMPDIR:-/tmp}/aion-bench-$(date -u +%Y%m%dT%H%M%SZ).txt}"
 {
   echo "# $(date -u '+%Y-%m-%d %H:%M:%S UTC') aion-bench ingest $*"
   echo "# $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM; aion $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+dirty')"
-  "$CARGO_TARGET_DIR/debug/aion-bench" ingest "$@" 2>&1
+  "$CARGO_TARGET_DIR/debug/aion-bench" ingest --aion-config bench/aion-bench.yaml "$@" 2>&1
 } | tee "$out"
 exit "${PIPESTATUS[0]}"

@@ -4,21 +4,26 @@
 //! gRPC services (Push/Select/…, Raft transport) and an HTTP server with
 //! `/ready`, `/health`, `/metrics` and `GET /admin/shards`.
 //!
-//! Bootstrapping: for each shard, the lowest node id among its replicas calls
-//! `initialize` once; on a restart that call is refused (the group already
-//! exists) and the refusal is ignored.
+//! Bootstrapping: for each shard, one replica ([`bootstrapper`]: they rotate
+//! over the replicas so first leaderships spread evenly) calls `initialize`;
+//! on a restart that call is refused (the group already exists) and the
+//! refusal is ignored.
 //!
-//! State machine backend: [`MemShardData`]. Snapshots are disabled, so the
-//! Raft log in RocksDB is never purged and a restarted node rebuilds its
-//! shards by replaying it (restart time grows with the log).
+//! State machine backend (`ingester_cluster.state_machine`): `tsdb` (one
+//! persistent TSDB per shard, restart re-applies only the log after its last
+//! checkpoint) or `memory` (snapshots disabled, the Raft log is never purged
+//! and a restart replays all of it). See [`backend`].
 
+mod backend;
 mod metrics;
 
 use crate::config::Config;
 use crate::process_metrics::ProcessCollector;
 use aion_ingester::grpc::{serve, ServerConfig};
-use aion_ingester::raft::{MemShardData, NodeId, RaftLogDb, ShardId, ShardStateMachine};
-use aion_ingester::shards::{default_raft_config, ShardHost};
+use aion_ingester::raft::{MemShardData, NodeId, RaftLogDb, ShardId, TsdbShardData};
+use aion_ingester::shards::ShardHost;
+use aion_ingester::topology::{bootstrapper, StateMachineKind};
+use backend::Backend;
 use anyhow::Context;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -27,8 +32,6 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-type Host = ShardHost<MemShardData>;
 
 /// One row of `GET /admin/shards`.
 #[derive(Debug, Serialize)]
@@ -50,6 +53,13 @@ struct ShardsReport {
 
 /// Runs one ingester node until SIGTERM/SIGINT; stops its Rafts and servers.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    match cfg.ingester_cluster.state_machine {
+        StateMachineKind::Tsdb => run_with::<TsdbShardData>(cfg).await,
+        StateMachineKind::Memory => run_with::<MemShardData>(cfg).await,
+    }
+}
+
+async fn run_with<B: Backend>(cfg: Config) -> anyhow::Result<()> {
     let cluster = cfg.ingester_cluster.clone();
     let me = cluster.node_id;
     let addrs = cluster.grpc_addresses();
@@ -57,9 +67,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let placement = cluster.placement().context("placing shards")?;
     let mine: BTreeMap<ShardId, Vec<NodeId>> =
         placement.into_iter().filter(|(_, r)| r.contains(&me)).collect();
-    tracing::info!(node = me, addr = %my_addr, shards = mine.len(), data_dir = %cfg.data_dir.display(), "starting ingester");
+    tracing::info!(node = me, addr = %my_addr, shards = mine.len(), state_machine = B::NAME, data_dir = %cfg.data_dir.display(), "starting ingester");
 
-    let host = open_host(&cfg, me, &my_addr, &mine).await?;
+    let host = open_host::<B>(&cfg, me, &my_addr, &mine).await?;
     let grpc_listener = tokio::net::TcpListener::bind(&cfg.server.grpc_listen_address)
         .await
         .with_context(|| format!("binding gRPC listener on {}", cfg.server.grpc_listen_address))?;
@@ -92,7 +102,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     ready.store(false, Ordering::SeqCst);
     let _ = http_stop.send(());
     tracing::info!(node = me, "shutting down: stopping shard rafts");
+    let datas: Vec<_> = host.shard_ids().into_iter().filter_map(|s| host.shard(s)).map(|h| h.data.clone()).collect();
     host.shutdown().await;
+    let flushed = tokio::task::spawn_blocking(move || datas.iter().try_for_each(|d| d.flush())).await;
+    match flushed {
+        Ok(Ok(())) => tracing::info!(node = me, "shard state flushed"),
+        Ok(Err(e)) => tracing::error!(node = me, error = %format!("{e:#}"), "flushing shard state failed"),
+        Err(e) => tracing::error!(node = me, error = %e, "flush task failed"),
+    }
     let _ = grpc_stop.send(());
     let limit = cfg.server.graceful_shutdown_timeout;
     if tokio::time::timeout(limit, async {
@@ -113,12 +130,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 /// Opens the log DB and starts this node's replica of each shard in `mine`.
-async fn open_host(
+async fn open_host<B: Backend>(
     cfg: &Config,
     me: NodeId,
     my_addr: &str,
     mine: &BTreeMap<ShardId, Vec<NodeId>>,
-) -> anyhow::Result<Arc<Host>> {
+) -> anyhow::Result<Arc<ShardHost<B>>> {
     let dir = cfg.data_dir.join("raft");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating data dir {}", dir.display()))?;
     let open_dir = dir.clone();
@@ -126,27 +143,28 @@ async fn open_host(
         .await
         .context("opening the raft log DB")?
         .with_context(|| format!("opening the raft log DB in {}", dir.display()))?;
-    // Never snapshot: the in-memory state machine is rebuilt from the full log.
-    let raft_cfg = openraft::Config { snapshot_policy: openraft::SnapshotPolicy::Never, ..default_raft_config() };
-    let raft_cfg = Arc::new(raft_cfg.validate().context("raft config")?);
-    let host = Arc::new(Host::new(me, my_addr, db, raft_cfg));
+    let raft_cfg = Arc::new(B::raft_config().validate().context("raft config")?);
+    let host = Arc::new(ShardHost::<B>::new(me, my_addr, db, raft_cfg));
     for &shard in mine.keys() {
-        let sm = ShardStateMachine::new(Arc::new(MemShardData::new()));
+        let (data_dir, tsdb_cfg) = (cfg.data_dir.clone(), cfg.ingester.clone());
+        let sm = tokio::task::spawn_blocking(move || B::open(&data_dir, shard, &tsdb_cfg))
+            .await
+            .context("opening a shard state machine")??;
         host.open_shard(shard, sm).await.with_context(|| format!("starting shard {shard}"))?;
     }
     Ok(host)
 }
 
-/// Initializes every shard whose lowest replica id is this node; a group
+/// Initializes every shard whose bootstrapper is this node; a group
 /// that already exists (restart) refuses, which is expected and only logged.
-async fn bootstrap(
-    host: &Host,
+async fn bootstrap<B: Backend>(
+    host: &ShardHost<B>,
     me: NodeId,
     mine: &BTreeMap<ShardId, Vec<NodeId>>,
     addrs: &BTreeMap<NodeId, String>,
 ) {
     for (&shard, replicas) in mine {
-        if replicas.iter().min() != Some(&me) {
+        if bootstrapper(shard, replicas) != Some(me) {
             continue;
         }
         let members: BTreeMap<NodeId, String> =
@@ -158,7 +176,7 @@ async fn bootstrap(
     }
 }
 
-fn admin_router(host: Arc<Host>, mine: BTreeMap<ShardId, Vec<NodeId>>) -> Router {
+fn admin_router<B: Backend>(host: Arc<ShardHost<B>>, mine: BTreeMap<ShardId, Vec<NodeId>>) -> Router {
     let mine = Arc::new(mine);
     Router::new().route(
         "/admin/shards",

@@ -46,6 +46,9 @@ struct Cli {
     /// Replicas per shard [default: 3].
     #[arg(long = "ingester.replication-factor")]
     ingester_replication_factor: Option<usize>,
+    /// Shard state machine: `tsdb` (default) or `memory`.
+    #[arg(long = "ingester.state-machine")]
+    ingester_state_machine: Option<aion_ingester::topology::StateMachineKind>,
     /// Log format: `json` (default) or `text`.
     #[arg(long = "log.format", default_value = "json")]
     log_format: String,
@@ -86,6 +89,9 @@ fn load_config(cli: &Cli) -> Result<Config, config::ConfigError> {
     }
     if let Some(n) = cli.ingester_replication_factor {
         cluster.replication_factor = n;
+    }
+    if let Some(k) = cli.ingester_state_machine {
+        cluster.state_machine = k;
     }
     cfg.validate()?;
     Ok(cfg)

@@ -13,7 +13,8 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::{push, query, series, ureq_get, Aion};
 
-const OVERRIDES_B: &str = "  team-b:\n    ingestion_rate: 100000\n    ingestion_burst_size: 100000\n    max_global_series_per_user: 1000\n";
+const OVERRIDES_B: &str =
+    "  team-b:\n    ingestion_rate: 100000\n    ingestion_burst_size: 100000\n    max_global_series_per_user: 1000\n";
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis() as i64
@@ -25,7 +26,9 @@ fn scalar(base: &str, tenant: &str, q: &str, time_s: f64) -> Option<f64> {
     assert_eq!(resp["status"], "success", "query {q} failed: {resp}");
     let result = resp["data"]["result"].as_array().unwrap_or_else(|| panic!("no result array: {resp}"));
     assert!(result.len() <= 1, "query {q}: more than one series: {resp}");
-    result.first().map(|s| s["value"][1].as_str().and_then(|x| x.parse().ok()).unwrap_or_else(|| panic!("bad value {s}")))
+    result
+        .first()
+        .map(|s| s["value"][1].as_str().and_then(|x| x.parse().ok()).unwrap_or_else(|| panic!("bad value {s}")))
 }
 
 fn write_overrides(path: &Path, team_a: &str) {

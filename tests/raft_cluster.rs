@@ -235,16 +235,32 @@ async fn restart_all(cluster: &mut Cluster, client: &ClusterClient, acks: &Acks)
     assert!(m.contains("aion_raft_term{shard=\"15\"}"), "raft metrics missing:\n{m}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn three_ingester_processes_survive_leader_kill_and_minority_loss() {
+/// The three phases on a fresh cluster whose shards use `state_machine`.
+async fn scenario(state_machine: &str) {
     let started = Instant::now();
-    let mut cluster = tokio::task::block_in_place(|| Cluster::start(3, SHARDS, 3));
+    let flag = format!("--ingester.state-machine={state_machine}");
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(3, SHARDS, 3, &[&flag]));
     let led = tokio::task::block_in_place(|| cluster.leaders(Duration::from_secs(15)));
-    println!("cluster up with leaders after {:?}: {led:?}", started.elapsed());
+    println!("[{state_machine}] cluster up with leaders after {:?}: {led:?}", started.elapsed());
     let client = ClusterClient::new(&cluster.addrs());
     let acks: Acks = Arc::default();
     kill_leader_under_load(&mut cluster, &client, &acks).await;
     minority_and_no_quorum(&mut cluster, &client).await;
     restart_all(&mut cluster, &client, &acks).await;
-    println!("total wall time {:?}", started.elapsed());
+    println!("[{state_machine}] total wall time {:?}", started.elapsed());
+}
+
+/// The scenarios measure fail-over times: run them one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tsdb_shards_survive_leader_kill_minority_loss_and_full_restart() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    scenario("tsdb").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_shards_survive_leader_kill_minority_loss_and_full_restart() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    scenario("memory").await;
 }

@@ -30,7 +30,8 @@ fn temp_file(name: &str, text: &str) -> PathBuf {
 
 #[tokio::test]
 async fn over_rate_is_429_naming_limit_and_tenant_while_an_overridden_tenant_passes() {
-    let p = temp_file("rate.yaml", "overrides:\n  big:\n    ingestion_rate: 100000\n    ingestion_burst_size: 100000\n");
+    let p =
+        temp_file("rate.yaml", "overrides:\n  big:\n    ingestion_rate: 100000\n    ingestion_burst_size: 100000\n");
     let limits = Limits { ingestion_rate: 10, ingestion_burst_size: 20, ..Limits::default() };
     let f = fixture(DistributorConfig { overrides_file: Some(p), ..tenant_cfg(limits) });
     let t0 = now_ms();
@@ -70,7 +71,8 @@ async fn series_limits_are_400_and_admitted_series_are_stored() {
     );
     // Known series keep being accepted at the limit.
     let t2 = t + 1000;
-    let again = vec![ts(&[("__name__", "a"), ("i", "1")], &[(t2, 2.0)]), ts(&[("__name__", "b"), ("i", "1")], &[(t2, 2.0)])];
+    let again =
+        vec![ts(&[("__name__", "a"), ("i", "1")], &[(t2, 2.0)]), ts(&[("__name__", "b"), ("i", "1")], &[(t2, 2.0)])];
     assert_eq!(f.push(Some("t"), again).await.0, StatusCode::NO_CONTENT);
     let names: Vec<String> = f.stored("t").into_iter().map(|(l, _)| l).collect();
     assert_eq!(names, vec![r#"a{i="1"}"#, r#"a{i="2"}"#, r#"b{i="1"}"#]);
@@ -92,7 +94,10 @@ async fn samples_outside_the_grace_periods_are_400_and_the_rest_stored() {
     let old = now - 2 * 3_600_000;
     let (code, body) = f.push(Some("t"), vec![ts(&[("__name__", "m")], &[(old, 1.0), (now, 2.0)])]).await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
-    assert!(body.starts_with(&format!("sample too old: timestamp {old} is more than 1h (past_grace_period)")), "{body}");
+    assert!(
+        body.starts_with(&format!("sample too old: timestamp {old} is more than 1h (past_grace_period)")),
+        "{body}"
+    );
     assert!(body.ends_with("for series 'm' of tenant t"), "{body}");
     let future = now + 600_000;
     let (code, body) = f.push(Some("t"), vec![ts(&[("__name__", "m")], &[(future, 3.0)])]).await;
@@ -113,7 +118,11 @@ async fn push_n(f: &Fixture, tenant: &str, name: &str, n: usize) -> StatusCode {
 #[tokio::test]
 async fn overrides_file_changes_apply_without_restart_and_bad_files_keep_the_last_good() {
     let p = temp_file("reload.yaml", "overrides:\n  t:\n    max_global_series_per_user: 1\n");
-    let cfg = DistributorConfig { overrides_file: Some(p.clone()), overrides_period: Duration::from_millis(50), ..tenant_cfg(Limits::default()) };
+    let cfg = DistributorConfig {
+        overrides_file: Some(p.clone()),
+        overrides_period: Duration::from_millis(50),
+        ..tenant_cfg(Limits::default())
+    };
     let f = fixture(cfg);
     assert_eq!(push_n(&f, "t", "a", 2).await, StatusCode::BAD_REQUEST);
     std::fs::write(&p, "overrides:\n  t:\n    max_global_series_per_user: 10\n").unwrap();

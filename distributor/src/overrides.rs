@@ -41,8 +41,7 @@ pub fn parse_overrides(text: &str, defaults: &Limits) -> Result<HashMap<String, 
             (_, serde_yaml::Value::Null) => {}
             (_, other) => return Err(bad(format!("tenant {tenant:?}: expected a mapping of limits, got {other:?}"))),
         }
-        let limits: Limits =
-            serde_yaml::from_value(merged).map_err(|e| bad(format!("tenant {tenant:?}: {e}")))?;
+        let limits: Limits = serde_yaml::from_value(merged).map_err(|e| bad(format!("tenant {tenant:?}: {e}")))?;
         limits.validate(&format!("overrides.{tenant}")).map_err(|e| bad(e.to_string()))?;
         out.insert(tenant, Arc::new(limits));
     }
@@ -74,9 +73,8 @@ impl TenantLimits {
 
     /// Reads and parses `path`, replacing the overrides only on success.
     pub fn load_file(&self, path: &Path) -> Result<usize> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            DistributorError::Config(format!("cannot read overrides file {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| DistributorError::Config(format!("cannot read overrides file {}: {e}", path.display())))?;
         let o = parse_overrides(&text, &self.defaults)
             .map_err(|e| DistributorError::Config(format!("{} ({})", e, path.display())))?;
         let n = o.len();

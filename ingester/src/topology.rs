@@ -68,6 +68,29 @@ pub struct IngesterInfo {
     pub zone: Option<String>,
 }
 
+/// What each shard replica's state machine stores its data in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateMachineKind {
+    /// One persistent TSDB per shard (restart re-applies only the log tail).
+    #[default]
+    Tsdb,
+    /// In memory, rebuilt from the (never purged) Raft log on restart.
+    Memory,
+}
+
+impl std::str::FromStr for StateMachineKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tsdb" => Ok(Self::Tsdb),
+            "memory" => Ok(Self::Memory),
+            other => Err(format!("unknown state machine {other:?}: use tsdb or memory")),
+        }
+    }
+}
+
 /// The `ingester_cluster` configuration section.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -80,6 +103,8 @@ pub struct ClusterConfig {
     pub replication_factor: usize,
     /// Every ingester of the cluster.
     pub ingesters: Vec<IngesterInfo>,
+    /// State machine backend of the shards.
+    pub state_machine: StateMachineKind,
 }
 
 impl Default for ClusterConfig {
@@ -89,6 +114,7 @@ impl Default for ClusterConfig {
             shards: 16,
             replication_factor: 3,
             ingesters: Vec::new(),
+            state_machine: StateMachineKind::default(),
         }
     }
 }
@@ -217,6 +243,16 @@ pub fn place(ingesters: &[IngesterInfo], rf: usize, shard: ShardId) -> Result<Ve
     Ok(chosen)
 }
 
+/// The replica of `shard` that initializes its Raft group (and so usually
+/// leads it first): `replicas[shard % len]` of the ascending replica list,
+/// so first leaderships spread evenly over the nodes even when every shard
+/// has the same replica set. `None` for an empty list.
+pub fn bootstrapper(shard: ShardId, replicas: &[NodeId]) -> Option<NodeId> {
+    let mut sorted = replicas.to_vec();
+    sorted.sort_unstable();
+    sorted.get((shard % sorted.len().max(1) as u64) as usize).copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +284,17 @@ mod tests {
     }
 
     #[test]
+    fn bootstrappers_spread_over_replicas() {
+        let counts = (0..16u64).fold(BTreeMap::new(), |mut m, s| {
+            *m.entry(bootstrapper(s, &[3, 1, 2]).unwrap()).or_insert(0) += 1;
+            m
+        });
+        assert_eq!(counts, BTreeMap::from([(1, 6), (2, 5), (3, 5)]));
+        assert_eq!(bootstrapper(4, &[7]), Some(7));
+        assert_eq!(bootstrapper(4, &[]), None);
+    }
+
+    #[test]
     fn placement_ignores_list_order() {
         let a: Vec<_> = (1..=4).map(|i| ing(i, None)).collect();
         let mut b = a.clone();
@@ -273,7 +320,7 @@ mod tests {
     #[test]
     fn rf_all_covers_every_node_and_errors_are_named() {
         let ings: Vec<_> = (1..=3).map(|i| ing(i, None)).collect();
-        let cfg = ClusterConfig { node_id: 2, shards: 16, replication_factor: 3, ingesters: ings.clone() };
+        let cfg = ClusterConfig { node_id: 2, ingesters: ings.clone(), ..ClusterConfig::default() };
         cfg.validate().unwrap();
         assert_eq!(cfg.shards_of(2).unwrap(), (0..16).collect::<Vec<_>>());
         let bad = ClusterConfig { node_id: 7, ..cfg.clone() };
@@ -298,5 +345,10 @@ mod tests {
         let c: ClusterConfig = serde_yaml::from_str(yaml).unwrap();
         assert_eq!((c.shards, c.replication_factor, c.node_id), (16, 3, 2));
         assert_eq!(c.ingesters[1].http_address.as_deref(), Some("h:3"));
+        assert_eq!(c.state_machine, StateMachineKind::Tsdb);
+        let c: ClusterConfig = serde_yaml::from_str("state_machine: memory").unwrap();
+        assert_eq!(c.state_machine, StateMachineKind::Memory);
+        assert_eq!("memory".parse::<StateMachineKind>(), Ok(StateMachineKind::Memory));
+        assert!("disk".parse::<StateMachineKind>().unwrap_err().contains("disk"));
     }
 }

@@ -4,7 +4,7 @@
 //! `aion_raft_last_log_index`, `aion_raft_last_applied_index` and
 //! `aion_raft_apply_lag_entries`, each labelled `shard`.
 
-use aion_ingester::raft::MemShardData;
+use super::backend::Backend;
 use aion_ingester::shards::{ShardHost, ShardStatus};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -13,19 +13,19 @@ use prometheus_client::metrics::MetricType;
 use std::sync::Arc;
 
 /// Collector of the Raft state of every shard a [`ShardHost`] hosts.
-pub struct RaftCollector {
-    host: Arc<ShardHost<MemShardData>>,
+pub struct RaftCollector<B: Backend> {
+    host: Arc<ShardHost<B>>,
 }
 
-impl std::fmt::Debug for RaftCollector {
+impl<B: Backend> std::fmt::Debug for RaftCollector<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RaftCollector").field("node", &self.host.node_id()).finish()
     }
 }
 
-impl RaftCollector {
+impl<B: Backend> RaftCollector<B> {
     /// A collector over `host`.
-    pub fn new(host: Arc<ShardHost<MemShardData>>) -> Self {
+    pub fn new(host: Arc<ShardHost<B>>) -> Self {
         Self { host }
     }
 }
@@ -49,7 +49,7 @@ const GAUGES: [(&str, &str, Getter); 6] = [
     }),
 ];
 
-impl Collector for RaftCollector {
+impl<B: Backend> Collector for RaftCollector<B> {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let status = self.host.status();
         let me = self.host.node_id();

@@ -134,8 +134,9 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `n` ingesters (ids 1..=n) with `shards` shards and RF `rf`; waits for all to be ready.
-    pub fn start(n: u64, shards: u64, rf: usize) -> Cluster {
+    /// Starts `n` ingesters (ids 1..=n) with `shards` shards, RF `rf` and
+    /// `extra` flags; waits for all to be ready.
+    pub fn start(n: u64, shards: u64, rf: usize, extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let ports: Vec<(u64, u16, u16)> = (1..=n).map(|id| (id, free_port(), free_port())).collect();
         let peers: Vec<String> = ports.iter().map(|(id, g, _)| format!("{id}=127.0.0.1:{g}")).collect();
@@ -143,7 +144,7 @@ impl Cluster {
         let mut nodes = BTreeMap::new();
         for (id, g, h) in ports {
             let data_dir = dir.path().join(format!("node{id}"));
-            let args = vec![
+            let mut args = vec![
                 "--target=ingester".to_string(),
                 format!("--ingester.node-id={id}"),
                 format!("--ingester.peers={peers}"),
@@ -154,6 +155,7 @@ impl Cluster {
                 format!("--data.dir={}", data_dir.display()),
                 "--log.level=info,openraft=warn".to_string(),
             ];
+            args.extend(extra.iter().map(|s| s.to_string()));
             let mut p = IngesterProc {
                 id,
                 grpc: format!("127.0.0.1:{g}"),
@@ -256,7 +258,12 @@ impl ClusterClient {
     }
 
     /// One Push to `node` (no redirect handling).
-    pub async fn push_once(&self, node: u64, shard: u64, b: &WriteBatch) -> Result<pb::push_response::Outcome, tonic::Status> {
+    pub async fn push_once(
+        &self,
+        node: u64,
+        shard: u64,
+        b: &WriteBatch,
+    ) -> Result<pb::push_response::Outcome, tonic::Status> {
         let req = pb::PushRequest { shard, tenant: b.tenant.to_string(), series: convert::write_batch_to_pb(b) };
         let mut c = self.clients[&node].clone();
         let resp = c.push(req).await?.into_inner();
@@ -274,13 +281,23 @@ impl ClusterClient {
                     return Ok(node);
                 }
                 Ok(pb::push_response::Outcome::Ok(r)) => return Err(format!("node {node} rejected samples: {r:?}")),
-                Ok(pb::push_response::Outcome::NotLeader(nl)) if self.clients.contains_key(&nl.leader_id) && nl.leader_id != node => {
+                Ok(pb::push_response::Outcome::NotLeader(nl))
+                    if self.clients.contains_key(&nl.leader_id) && nl.leader_id != node =>
+                {
                     node = nl.leader_id;
                     continue;
                 }
                 Ok(pb::push_response::Outcome::NotLeader(nl)) => format!("node {node}: not leader, hint {nl:?}"),
                 // `Unknown` is what tonic reports when the connection dies mid-call.
-                Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded | tonic::Code::Unknown) => {
+                Err(s)
+                    if matches!(
+                        s.code(),
+                        tonic::Code::Unavailable
+                            | tonic::Code::Cancelled
+                            | tonic::Code::DeadlineExceeded
+                            | tonic::Code::Unknown
+                    ) =>
+                {
                     format!("node {node}: {:?}: {}", s.code(), s.message())
                 }
                 Err(s) => return Err(format!("node {node}: non-retryable {:?}: {}", s.code(), s.message())),
@@ -298,7 +315,11 @@ impl ClusterClient {
         let req = pb::SelectRequest {
             shard,
             tenant: "t1".into(),
-            matchers: vec![pb::LabelMatcher { r#type: pb::label_matcher::Type::Eq as i32, name: "__name__".into(), value: "w".into() }],
+            matchers: vec![pb::LabelMatcher {
+                r#type: pb::label_matcher::Type::Eq as i32,
+                name: "__name__".into(),
+                value: "w".into(),
+            }],
             start_ms: i64::MIN,
             end_ms: i64::MAX,
         };

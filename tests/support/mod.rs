@@ -145,7 +145,8 @@ pub fn http_request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u
     };
     let mut s = std::net::TcpStream::connect(host)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -155,7 +156,10 @@ pub fn http_request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text.get(9..12).and_then(|c| c.parse().ok()).ok_or_else(|| std::io::Error::other(format!("bad response: {text}")))?;
+    let status = text
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad response: {text}")))?;
     let body = match text.find("\r\n\r\n") {
         Some(i) => decode_body(&text[..i], &text[i + 4..]),
         None => String::new(),
@@ -220,7 +224,8 @@ pub fn query(base: &str, tenant: Option<&str>, q: &str, time_s: f64) -> serde_js
     if let Some(t) = tenant {
         h.push(("X-Scope-OrgID", t));
     }
-    let (_, text) = http_request("POST", &format!("{base}/prometheus/api/v1/query"), &h, body.as_bytes()).expect("query request");
+    let (_, text) =
+        http_request("POST", &format!("{base}/prometheus/api/v1/query"), &h, body.as_bytes()).expect("query request");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("query response is not JSON ({e}): {text}"))
 }
 

@@ -87,7 +87,8 @@ impl Peer {
     pub fn start(bin: &Path, args: &[&str], ready_path: &str) -> Peer {
         let addr = format!("127.0.0.1:{}", free_port());
         let args: Vec<String> = args.iter().map(|a| a.replace("{{ADDR}}", &addr)).collect();
-        let child = Command::new(bin).args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn peer");
+        let child =
+            Command::new(bin).args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn peer");
         let p = Peer { child, addr };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {

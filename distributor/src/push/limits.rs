@@ -92,7 +92,10 @@ impl Distributor {
         let refs: Vec<&Labels> = series.iter().map(|s| &s.labels).collect();
         let verdicts = self.active.admit(tenant, &refs, per_user, per_metric, Instant::now());
         let active = i64::try_from(self.active.count(tenant)).unwrap_or(i64::MAX);
-        self.metrics.active_series.get_or_create(&crate::metrics::TenantLabel { tenant: tenant.to_string() }).set(active);
+        self.metrics
+            .active_series
+            .get_or_create(&crate::metrics::TenantLabel { tenant: tenant.to_string() })
+            .set(active);
         let mut first = None;
         let mut kept = Vec::with_capacity(series.len());
         for (s, v) in series.into_iter().zip(verdicts) {
