@@ -251,16 +251,16 @@ async fn scenario(state_machine: &str) {
 }
 
 /// The scenarios measure fail-over times: run them one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tsdb_shards_survive_leader_kill_minority_loss_and_full_restart() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     scenario("tsdb").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_shards_survive_leader_kill_minority_loss_and_full_restart() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     scenario("memory").await;
 }
