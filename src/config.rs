@@ -131,6 +131,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn example_cluster_configs_are_valid() {
+        for n in 1..=3 {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("deploy/ingester-cluster/node{n}.yaml"));
+            let cfg = Config::from_file(&path).expect("cluster example parses");
+            cfg.validate().expect("cluster example validates");
+            assert_eq!(cfg.target, "ingester");
+        }
+    }
+
+    #[test]
     fn example_config_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/aion.yaml");
         let cfg = Config::from_file(&path).expect("deploy/aion.yaml parses");
