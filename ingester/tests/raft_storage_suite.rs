@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
+mod support_raft;
+
 type Sm = ShardStateMachine<MemShardData>;
 
 fn log_id(term: u64, index: u64) -> LogId<u64> {
@@ -262,97 +264,10 @@ mod cluster {
     use super::*;
     use aion_ingester::raft::ShardRaft;
     use aion_model::storage::{Queryable, SelectHints, Series};
-    use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
-    use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-    use openraft::raft::{
-        AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
-        InstallSnapshotResponse, VoteRequest, VoteResponse,
-    };
-    use openraft::{BasicNode, Config};
+    pub use crate::support_raft::{config, Router};
+    use openraft::Config;
     use std::collections::BTreeMap;
     use std::path::Path;
-    use std::sync::Mutex;
-
-    /// Which Raft instances are up; a missing node is unreachable.
-    #[derive(Clone, Default)]
-    pub struct Router {
-        nodes: Arc<Mutex<BTreeMap<u64, ShardRaft>>>,
-    }
-
-    impl Router {
-        fn get(&self, id: u64) -> Option<ShardRaft> {
-            self.nodes.lock().unwrap().get(&id).cloned()
-        }
-        pub fn set(&self, id: u64, raft: Option<ShardRaft>) {
-            let mut nodes = self.nodes.lock().unwrap();
-            match raft {
-                Some(r) => nodes.insert(id, r),
-                None => nodes.remove(&id),
-            };
-        }
-    }
-
-    pub struct Conn {
-        router: Router,
-        target: u64,
-    }
-
-    impl Conn {
-        fn raft(&self) -> Result<ShardRaft, Unreachable> {
-            self.router.get(self.target).ok_or_else(|| {
-                let e = std::io::Error::other(format!("node {} is down", self.target));
-                Unreachable::new(&e)
-            })
-        }
-    }
-
-    impl RaftNetworkFactory<TypeConfig> for Router {
-        type Network = Conn;
-        async fn new_client(&mut self, target: u64, _node: &BasicNode) -> Conn {
-            Conn {
-                router: self.clone(),
-                target,
-            }
-        }
-    }
-
-    impl RaftNetwork<TypeConfig> for Conn {
-        async fn append_entries(
-            &mut self,
-            rpc: AppendEntriesRequest<TypeConfig>,
-            _option: RPCOption,
-        ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-            let raft = self.raft().map_err(RPCError::Unreachable)?;
-            raft.append_entries(rpc)
-                .await
-                .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-        }
-
-        async fn install_snapshot(
-            &mut self,
-            rpc: InstallSnapshotRequest<TypeConfig>,
-            _option: RPCOption,
-        ) -> Result<
-            InstallSnapshotResponse<u64>,
-            RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
-        > {
-            let raft = self.raft().map_err(RPCError::Unreachable)?;
-            raft.install_snapshot(rpc)
-                .await
-                .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-        }
-
-        async fn vote(
-            &mut self,
-            rpc: VoteRequest<u64>,
-            _option: RPCOption,
-        ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-            let raft = self.raft().map_err(RPCError::Unreachable)?;
-            raft.vote(rpc)
-                .await
-                .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-        }
-    }
 
     pub struct Node {
         pub raft: ShardRaft,
@@ -381,18 +296,6 @@ mod cluster {
             .unwrap();
         router.set(id, Some(raft.clone()));
         Node { raft, data }
-    }
-
-    pub fn config(snapshot_every: u64) -> Arc<Config> {
-        let c = Config {
-            heartbeat_interval: 50,
-            election_timeout_min: 300,
-            election_timeout_max: 600,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every),
-            max_in_snapshot_log_to_keep: 0,
-            ..Default::default()
-        };
-        Arc::new(c.validate().unwrap())
     }
 
     pub fn write(i: u64) -> ShardWrite {
@@ -461,13 +364,7 @@ mod cluster {
 
 use cluster::*;
 
-fn members(
-    ids: impl IntoIterator<Item = u64>,
-) -> std::collections::BTreeMap<u64, openraft::BasicNode> {
-    ids.into_iter()
-        .map(|i| (i, openraft::BasicNode::new(format!("node-{i}"))))
-        .collect()
-}
+use support_raft::members;
 
 /// Write through the leader, kill it, writes resume on a new leader; the
 /// killed node restarts from its RocksDB log and all three converge.

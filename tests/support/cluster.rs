@@ -58,42 +58,21 @@ impl IngesterProc {
 
     /// Waits (30 s at most) until `/ready` answers 200.
     pub fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
         let url = format!("{}/ready", self.http);
-        while Instant::now() < deadline {
-            if let Some(Ok(Some(s))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("ingester {} exited early with {s}; log:\n{}", self.id, self.log());
-            }
-            if matches!(ureq_get(&url), Ok((200, _))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("ingester {} not ready within 30 s; log:\n{}", self.id, self.log());
+        let what = format!("ingester {}", self.id);
+        let path = self.log_path();
+        let log = || std::fs::read_to_string(&path).unwrap_or_default();
+        super::wait_ready(&mut self.child, &url, &what, Duration::from_secs(30), log);
     }
 
     /// SIGKILL.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        super::kill9(&mut self.child);
     }
 
     /// SIGTERM, then wait (10 s at most); returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
-        let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = c.try_wait() {
-                return s.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-        None
+        super::stop(&mut self.child, Duration::from_secs(10))
     }
 
     /// Starts it again on the same ports and data dir, and waits for `/ready`.

@@ -65,27 +65,13 @@ impl Aion {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let url = format!("{}/ready", self.http);
-        while Instant::now() < deadline {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!("aion exited early with {status}; log: {}", self.log());
-                }
-            }
-            if let Ok(r) = ureq_get(&url) {
-                if r.0 == 200 {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("aion not ready within 60s; log: {}", self.log());
+        let (url, dir) = (format!("{}/ready", self.http), self.data_dir.clone());
+        wait_ready(&mut self.child, &url, "aion", Duration::from_secs(60), || read_log(&dir));
     }
 
     /// The process's stderr log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+        read_log(&self.data_dir)
     }
 
     /// The OS pid.
@@ -95,26 +81,12 @@ impl Aion {
 
     /// SIGKILL: no flush, no goodbye.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill9(&mut self.child);
     }
 
     /// SIGTERM and wait; returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
-        let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = c.try_wait() {
-                return s.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-        None
+        stop(&mut self.child, Duration::from_secs(30))
     }
 
     /// Starts the process again on the same data dir and HTTP port.
@@ -122,6 +94,49 @@ impl Aion {
         self.kill9();
         self.spawn();
     }
+}
+
+fn read_log(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.with_extension("log")).unwrap_or_default()
+}
+
+/// Polls `url` until it answers 200; panics (with `log()`) if the process exits or `limit` passes.
+pub fn wait_ready(child: &mut Option<Child>, url: &str, what: &str, limit: Duration, log: impl Fn() -> String) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(Ok(Some(status))) = child.as_mut().map(|c| c.try_wait()) {
+            panic!("{what} exited early with {status}; log:\n{}", log());
+        }
+        if matches!(ureq_get(url), Ok((200, _))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} not ready within {limit:?}; log:\n{}", log());
+}
+
+/// SIGKILL and reap.
+pub fn kill9(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// SIGTERM, wait up to `limit` (then SIGKILL); returns the exit code.
+pub fn stop(child: &mut Option<Child>, limit: Duration) -> Option<i32> {
+    let mut c = child.take()?;
+    let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(s)) = c.try_wait() {
+            return s.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+    None
 }
 
 impl Drop for Aion {
