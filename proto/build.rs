@@ -1,7 +1,7 @@
 //! Compiles the `.proto` files with protox (pure Rust), so no system `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/prometheus/remote.proto"];
+    let files = ["proto/prometheus/remote.proto", "proto/prometheus/write_v2.proto"];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

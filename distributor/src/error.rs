@@ -32,7 +32,7 @@ pub enum DistributorError {
         limit: u64,
     },
     /// The request declares a content type or encoding this endpoint does not
-    /// speak (remote write 2.0, or a compression other than snappy).
+    /// speak (an unknown `proto=` message name, or a compression other than snappy).
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
     /// The body could not be read from the connection.

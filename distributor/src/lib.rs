@@ -1,7 +1,11 @@
 //! Aion's distributor: the remote-write front door.
 //!
 //! It serves `POST /api/v1/push` (Mimir's path) and `POST /api/v1/write`
-//! (Prometheus's path), decodes a snappy-block protobuf `WriteRequest`,
+//! (Prometheus's path), decodes a snappy-block protobuf `WriteRequest`
+//! (remote write 1.0) or, when `Content-Type` says
+//! `proto=io.prometheus.write.v2.Request`, a 2.0 `Request` whose symbol
+//! references are resolved into the same form (see [`remote_write::v2`]; 2.0
+//! answers carry `X-Prometheus-Remote-Write-*-Written` headers),
 //! resolves the tenant, validates every series against the Prometheus label
 //! rules and the tenant's limits (defaults from the config, per-tenant
 //! overrides from a runtime file re-read without restart: ingestion rate as a
@@ -110,3 +114,5 @@ pub fn router(d: Arc<Distributor>) -> Router {
 mod limits_test;
 #[cfg(test)]
 mod push_test;
+#[cfg(test)]
+mod push_v2_test;

@@ -17,17 +17,24 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 mod limits;
+mod v2;
+
+pub(crate) use v2::Written;
 
 /// Header carrying the tenant id.
 pub const TENANT_HEADER: &str = "X-Scope-OrgID";
 
-/// Axum handler for both remote-write paths.
+/// Axum handler for both remote-write paths. Remote write 2.0 answers carry
+/// the `X-Prometheus-Remote-Write-*-Written` headers, errors included.
 pub(crate) async fn handle(
     State(d): State<Arc<Distributor>>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    let resp = match d.push_http(&headers, body).await {
+    let version = negotiate(&headers);
+    let v2 = matches!(version, Ok(Version::V2));
+    let mut written = Written::default();
+    let mut resp = match d.push_http(&headers, body, version, &mut written).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => {
             if e.status().is_server_error() {
@@ -38,22 +45,44 @@ pub(crate) async fn handle(
             e.into_response()
         }
     };
+    if v2 {
+        written.insert_headers(resp.headers_mut());
+    }
     d.metrics.requests.get_or_create(&CodeLabel { code: resp.status().as_u16().to_string() }).inc();
     resp
 }
 
-/// Rejects remote write 2.0 and non-snappy encodings; absent headers are accepted.
-fn check_media_type(headers: &HeaderMap) -> Result<()> {
-    use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
-    if let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
-        let proto = ct.split(';').skip(1).find_map(|p| p.trim().strip_prefix("proto="));
-        if let Some(p) = proto.filter(|p| *p != "prometheus.WriteRequest") {
-            return Err(DistributorError::UnsupportedMediaType(format!(
-                "content type {ct:?} asks for protobuf message {p:?}; only remote write 1.0 (prometheus.WriteRequest) is supported"
-            )));
-        }
+/// The remote-write protocol version a request speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Version {
+    /// `prometheus.WriteRequest` (also: no content type, or no `proto=` parameter).
+    V1,
+    /// `io.prometheus.write.v2.Request`.
+    V2,
+}
+
+/// Protobuf message name selecting remote write 2.0.
+pub(crate) const V2_PROTO: &str = "io.prometheus.write.v2.Request";
+
+/// Picks the protocol from `Content-Type`'s `proto=` parameter; an unknown
+/// message name is 415. A missing header or parameter means 1.0.
+pub(crate) fn negotiate(headers: &HeaderMap) -> Result<Version> {
+    let Some(ct) = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return Ok(Version::V1);
+    };
+    let proto = ct.split(';').skip(1).find_map(|p| p.trim().strip_prefix("proto="));
+    match proto.map(|p| p.trim_matches('"')) {
+        None | Some("prometheus.WriteRequest") => Ok(Version::V1),
+        Some(V2_PROTO) => Ok(Version::V2),
+        Some(p) => Err(DistributorError::UnsupportedMediaType(format!(
+            "content type {ct:?} asks for protobuf message {p:?}; supported are prometheus.WriteRequest (remote write 1.0) and {V2_PROTO} (remote write 2.0)"
+        ))),
     }
-    if let Some(enc) = headers.get(CONTENT_ENCODING) {
+}
+
+/// Rejects compressions other than snappy; an absent header is accepted.
+fn check_encoding(headers: &HeaderMap) -> Result<()> {
+    if let Some(enc) = headers.get(axum::http::header::CONTENT_ENCODING) {
         if !enc.as_bytes().eq_ignore_ascii_case(b"snappy") {
             return Err(DistributorError::UnsupportedMediaType(format!(
                 "content encoding {:?}; remote write bodies must be snappy-compressed",
@@ -78,13 +107,25 @@ impl Distributor {
         TenantId::new(s).map_err(|e| DistributorError::InvalidTenant(e.to_string()))
     }
 
-    async fn push_http(&self, headers: &HeaderMap, body: std::result::Result<Bytes, BytesRejection>) -> Result<()> {
+    async fn push_http(
+        &self,
+        headers: &HeaderMap,
+        body: std::result::Result<Bytes, BytesRejection>,
+        version: Result<Version>,
+        written: &mut Written,
+    ) -> Result<()> {
         let tenant = self.tenant_from_headers(headers)?;
-        check_media_type(headers)?;
+        let version = version?;
+        check_encoding(headers)?;
         let body = body.map_err(|r| self.body_error(headers, r))?;
         Metrics::add_tenant(&self.metrics.received_bytes, tenant.as_str(), body.len() as u64);
-        let req = remote_write::decode(&body, self.cfg.max_decompressed_body_size)?;
-        self.push(tenant, req).await
+        match version {
+            Version::V1 => {
+                let req = remote_write::decode(&body, self.cfg.max_decompressed_body_size)?;
+                self.push_counted(tenant, req, written).await
+            }
+            Version::V2 => self.push_v2(tenant, &body, written).await,
+        }
     }
 
     fn body_error(&self, headers: &HeaderMap, r: BytesRejection) -> DistributorError {
@@ -111,6 +152,11 @@ impl Distributor {
     /// error then names the first rejected series (or, failing that, the first
     /// sample the store rejected).
     pub async fn push(&self, tenant: TenantId, req: WriteRequest) -> Result<()> {
+        self.push_counted(tenant, req, &mut Written::default()).await
+    }
+
+    /// [`Self::push`], adding the samples actually stored to `written.samples`.
+    pub(crate) async fn push_counted(&self, tenant: TenantId, req: WriteRequest, written: &mut Written) -> Result<()> {
         let t = tenant.as_str().to_string();
         let limits = self.limits.get(&t);
         let samples_in: usize = req.timeseries.iter().map(|s| s.samples.len()).sum();
@@ -146,7 +192,13 @@ impl Distributor {
             first_invalid.get_or_insert(e);
         }
         let batch = WriteBatch { tenant, series };
+        let in_batch: usize = batch.series.iter().map(|s| s.samples.len()).sum();
         let rejected = if batch.series.is_empty() { None } else { self.append(batch).await? };
+        let n_rejected = match &rejected {
+            Some(DistributorError::SamplesRejected { count, .. }) => *count,
+            _ => 0,
+        };
+        written.samples += in_batch.saturating_sub(n_rejected);
         match (first_invalid, rejected) {
             (Some(e), _) | (None, Some(e)) => Err(e),
             (None, None) => Ok(()),

@@ -263,17 +263,18 @@ async fn metadata_is_accepted_and_counted() {
 }
 
 #[tokio::test]
-async fn remote_write_2_and_other_encodings_are_415() {
+async fn unknown_protobuf_messages_and_other_encodings_are_415() {
     let f = fixture(DistributorConfig::default());
     let send = |ct: &'static str, enc: &'static str| {
         let req = Request::post("/api/v1/push").header("Content-Type", ct).header("Content-Encoding", enc);
         let body = body_of(vec![ts(&[("__name__", "m")], &[(1, 1.0)])]);
         f.app.clone().oneshot(req.body(Body::from(body)).unwrap())
     };
-    let resp = send("application/x-protobuf;proto=io.prometheus.write.v2.Request", "snappy").await.unwrap();
+    let resp = send("application/x-protobuf;proto=io.prometheus.write.v3.Request", "snappy").await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(resp.headers().get("X-Prometheus-Remote-Write-Samples-Written").is_none());
     let text = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
-    assert!(String::from_utf8_lossy(&text).contains("io.prometheus.write.v2.Request"));
+    assert!(String::from_utf8_lossy(&text).contains("\"io.prometheus.write.v3.Request\""));
     let resp = send("application/x-protobuf", "gzip").await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let ok = send("application/x-protobuf;proto=prometheus.WriteRequest", "snappy").await.unwrap();

@@ -5,6 +5,8 @@ use crate::error::{DistributorError, Result};
 use aion_proto::prometheus::WriteRequest;
 use prost::Message;
 
+pub mod v2;
+
 /// First bytes of a snappy *framed* stream (stream identifier chunk); a common
 /// client mistake we name explicitly.
 const SNAPPY_FRAMED_MAGIC: &[u8] = b"\xff\x06\x00\x00sNaPpY";

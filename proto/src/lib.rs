@@ -18,3 +18,11 @@ pub mod prometheus {
 pub mod ingester {
     include!(concat!(env!("OUT_DIR"), "/aion.ingester.rs"));
 }
+
+/// Prometheus remote-write 2.0 messages (`io.prometheus.write.v2.Request`,
+/// strings interned in a symbol table). Native histogram contents are not
+/// declared: Aion only counts them.
+#[allow(missing_docs, clippy::all)]
+pub mod write_v2 {
+    include!(concat!(env!("OUT_DIR"), "/io.prometheus.write.v2.rs"));
+}

@@ -253,3 +253,60 @@ pub fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// A full HTTP response: status, headers (names lower-cased) and body.
+pub type FullResponse = (u16, Vec<(String, String)>, String);
+
+/// Like [`http_request`], also returning the response headers (names lower-cased).
+pub fn http_request_with_headers(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<FullResponse> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").ok_or_else(|| std::io::Error::other("only http:// urls"))?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    s.write_all(body)?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad response: {text}")))?;
+    let (head, body) = match text.find("\r\n\r\n") {
+        Some(i) => (&text[..i], decode_body(&text[..i], &text[i + 4..])),
+        None => (text.as_str(), String::new()),
+    };
+    let hdrs = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok((status, hdrs, body))
+}
+
+/// POSTs a snappy body to `{base}/api/v1/write` with the given `Content-Type`
+/// (for remote write 2.0: `application/x-protobuf;proto=io.prometheus.write.v2.Request`).
+pub fn push_with_content_type(base: &str, content_type: &str, body: &[u8]) -> FullResponse {
+    let h = [
+        ("Content-Type", content_type),
+        ("Content-Encoding", "snappy"),
+        ("X-Prometheus-Remote-Write-Version", "2.0.0"),
+    ];
+    http_request_with_headers("POST", &format!("{base}/api/v1/write"), &h, body).expect("push request")
+}
