@@ -152,34 +152,7 @@ pub fn ureq_get(url: &str) -> std::io::Result<(u16, String)> {
 
 /// Minimal blocking HTTP/1.1 request: (status, body).
 pub fn http_request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").ok_or_else(|| std::io::Error::other("only http:// urls"))?;
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let mut s = std::net::TcpStream::connect(host)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut req =
-        format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
-    s.write_all(body)?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad response: {text}")))?;
-    let body = match text.find("\r\n\r\n") {
-        Some(i) => decode_body(&text[..i], &text[i + 4..]),
-        None => String::new(),
-    };
-    Ok((status, body))
+    http_request_with_headers(method, url, headers, body).map(|(status, _, body)| (status, body))
 }
 
 fn decode_body(head: &str, body: &str) -> String {

@@ -142,15 +142,7 @@ impl ShardData for MemShardData {
         let tenants: Vec<TenantId> = self.tenants.read().iter().cloned().collect();
         let mut out = Vec::with_capacity(tenants.len());
         for tenant in tenants {
-            let series = self.store.select(&tenant, &SelectHints::all(), &[])?;
-            let series = series
-                .into_iter()
-                .map(|s| SeriesSamples {
-                    labels: s.labels,
-                    samples: s.samples,
-                })
-                .collect();
-            out.push(WriteBatch { tenant, series });
+            out.push(dump_tenant(&self.store, tenant)?);
         }
         Ok(out)
     }
@@ -459,4 +451,14 @@ mod tests {
         assert!(err.to_string().contains("claims last log id"), "{err}");
         assert_eq!(other.last_applied(), None);
     }
+}
+
+/// Every series of `tenant` in `store`, as one write batch (for snapshot dumps).
+pub(crate) fn dump_tenant<Q: Queryable + ?Sized>(store: &Q, tenant: TenantId) -> Result<WriteBatch, ModelError> {
+    let series = store
+        .select(&tenant, &SelectHints::all(), &[])?
+        .into_iter()
+        .map(|s| SeriesSamples { labels: s.labels, samples: s.samples })
+        .collect();
+    Ok(WriteBatch { tenant, series })
 }

@@ -23,7 +23,7 @@ use crate::config::TsdbConfig;
 use crate::error::IngesterError;
 use crate::tsdb::Tsdb;
 use aion_model::storage::{
-    AppendOutcome, Queryable, SelectHints, SeriesSamples, StorageError as ModelError, WriteBatch,
+    AppendOutcome, StorageError as ModelError, WriteBatch,
 };
 use aion_model::tenant::TenantId;
 use openraft::{BasicNode, LogId, StoredMembership};
@@ -108,15 +108,7 @@ impl ShardData for TsdbShardData {
         let mut out = Vec::new();
         for t in self.tsdb.tenants() {
             let tenant = TenantId::new(&t).map_err(|e| corrupt("stored tenant", e))?;
-            let series = self.tsdb.select(&tenant, &SelectHints::all(), &[])?;
-            let series = series
-                .into_iter()
-                .map(|s| SeriesSamples {
-                    labels: s.labels,
-                    samples: s.samples,
-                })
-                .collect();
-            out.push(WriteBatch { tenant, series });
+            out.push(super::state_machine::dump_tenant(&self.tsdb, tenant)?);
         }
         Ok(out)
     }
