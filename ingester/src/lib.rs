@@ -17,6 +17,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))] // tests: a failed unwrap is a failed test
 
+pub mod client;
 mod codec;
 pub mod config;
 pub mod error;

@@ -98,6 +98,8 @@ pub struct ShardStatus {
     pub last_applied: Option<u64>,
     /// Index of the last log entry here.
     pub last_log: Option<u64>,
+    /// The group's members from its latest membership: id → (address, voter).
+    pub members: BTreeMap<NodeId, (String, bool)>,
 }
 
 /// Raft timing the host uses unless told otherwise: 100 ms heartbeats and
@@ -236,7 +238,16 @@ impl<S: ShardData + ShardQuery> ShardHost<S> {
             .iter()
             .map(|s| {
                 let m = s.raft.metrics().borrow().clone();
+                let membership = m.membership_config.membership();
+                let members = membership
+                    .nodes()
+                    .map(|(id, node)| {
+                        let voter = membership.voter_ids().any(|v| v == *id);
+                        (*id, (node.addr.clone(), voter))
+                    })
+                    .collect();
                 ShardStatus {
+                    members,
                     shard: s.id,
                     leader: m.current_leader,
                     term: m.current_term,

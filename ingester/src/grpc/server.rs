@@ -149,6 +149,36 @@ type SelectStream =
 
 #[tonic::async_trait]
 impl<S: ShardData + ShardQuery> Ingester for IngesterService<S> {
+    async fn shards(
+        &self,
+        _req: Request<pb::ShardsRequest>,
+    ) -> Result<Response<pb::ShardsResponse>, Status> {
+        let shards = self
+            .host
+            .status()
+            .into_iter()
+            .map(|s| pb::ShardInfo {
+                shard: s.shard,
+                leader_id: s.leader,
+                term: s.term,
+                replicas: s
+                    .members
+                    .into_iter()
+                    .map(|(node_id, (grpc_address, voter))| pb::ShardReplica {
+                        node_id,
+                        grpc_address,
+                        voter,
+                    })
+                    .collect(),
+                last_applied: s.last_applied.unwrap_or(0),
+            })
+            .collect();
+        Ok(Response::new(pb::ShardsResponse {
+            node_id: self.host.node_id(),
+            shards,
+        }))
+    }
+
     async fn push(
         &self,
         req: Request<pb::PushRequest>,
