@@ -71,6 +71,8 @@ pub struct Config {
     pub querier: aion_querier::config::QuerierConfig,
     /// Ingester cluster topology (used by `--target=ingester`).
     pub ingester_cluster: aion_ingester::topology::ClusterConfig,
+    /// Retries of the distributor's shard pushes (used by `--target=distributor`).
+    pub shard_router: aion_ingester::client::RetryPolicy,
 }
 
 impl Default for Config {
@@ -84,6 +86,7 @@ impl Default for Config {
             distributor: Default::default(),
             querier: Default::default(),
             ingester_cluster: Default::default(),
+            shard_router: Default::default(),
         }
     }
 }
@@ -96,6 +99,19 @@ impl Config {
             return Ok(Self::default());
         }
         serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+    }
+
+    /// A role that calls the ingester cluster needs its ingesters (seeds) and shard count.
+    fn validate_cluster_client(&self, role: &str) -> Result<(), ConfigError> {
+        if self.ingester_cluster.ingesters.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "target {role}: no ingesters configured: list them under ingester_cluster.ingesters or pass --ingester.peers"
+            )));
+        }
+        if self.ingester_cluster.shards == 0 {
+            return Err(ConfigError::Invalid(format!("target {role}: ingester_cluster.shards must be at least 1")));
+        }
+        Ok(())
     }
 
     /// Checks every section.
@@ -113,6 +129,11 @@ impl Config {
                 .ingester_cluster
                 .validate()
                 .map_err(|e| ConfigError::Invalid(format!("ingester_cluster: {e}")))?,
+            "querier" => self.validate_cluster_client("querier")?,
+            "distributor" => {
+                self.validate_cluster_client("distributor")?;
+                self.shard_router.validate().map_err(|e| ConfigError::Invalid(format!("shard_router: {e}")))?;
+            }
             other => {
                 return Err(ConfigError::Invalid(format!(
                     "target {other:?}: only `all` (single process) and `ingester` (one Raft shard host) are available in this version"
@@ -138,6 +159,17 @@ mod tests {
             cfg.validate().expect("cluster example validates");
             assert_eq!(cfg.target, "ingester");
         }
+    }
+
+    #[test]
+    fn example_distributor_config_is_valid_and_needs_ingesters() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/ingester-cluster/distributor.yaml");
+        let cfg = Config::from_file(&path).expect("distributor example parses");
+        cfg.validate().expect("distributor example validates");
+        assert_eq!((cfg.target.as_str(), cfg.ingester_cluster.ingesters.len()), ("distributor", 3));
+        assert!(cfg.distributor.ha_tracker.enabled);
+        let e = Config { target: "distributor".into(), ..Config::default() }.validate().expect_err("no ingesters");
+        assert!(e.to_string().contains("no ingesters"), "{e}");
     }
 
     #[test]

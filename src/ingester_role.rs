@@ -1,55 +1,47 @@
 //! Process lifecycle for `--target=ingester`: one node of the Raft-replicated
 //! ingester cluster. It opens one Raft log DB under the data dir, starts a
 //! replica of every shard the topology places on it, serves the ingester
-//! gRPC services (Push/Select/…, Raft transport) and an HTTP server with
-//! `/ready`, `/health`, `/metrics` and `GET /admin/shards`.
+//! gRPC services (Push/Select/…, Raft transport, Admin) and an HTTP server
+//! with `/ready`, `/health`, `/metrics` and the admin API ([`admin`]).
 //!
-//! Bootstrapping: for each shard, one replica ([`bootstrapper`]: they rotate
-//! over the replicas so first leaderships spread evenly) calls `initialize`;
-//! on a restart that call is refused (the group already exists) and the
-//! refusal is ignored.
+//! Hosted shards: on a node's first start the static placement
+//! (`topology::place`) decides which replicas it hosts, and for each shard
+//! one replica ([`bootstrapper`]: they rotate over the replicas so first
+//! leaderships spread evenly) calls `initialize`. The hosted set is then
+//! recorded in the Raft log DB and changes only through the admin API
+//! (moves); every later start hosts the recorded set and bootstraps
+//! nothing. With `ingester_cluster.join` (`--ingester.join`) a node without
+//! a recorded set starts with no shards: a node added to a running cluster,
+//! or one whose data dir was wiped — it must not rejoin groups as a voter
+//! that forgot its vote, so it gets its replicas back through
+//! `POST /admin/shards/{shard}/move?from=N&to=N` (removed from the voters,
+//! re-added as learner, caught up by snapshot, promoted).
 //!
 //! State machine backend (`ingester_cluster.state_machine`): `tsdb` (one
 //! persistent TSDB per shard, restart re-applies only the log after its last
 //! checkpoint) or `memory` (snapshots disabled, the Raft log is never purged
 //! and a restart replays all of it). See [`backend`].
 
+mod admin;
 mod backend;
 mod metrics;
+mod pushdown;
 
 use crate::config::Config;
 use crate::process_metrics::ProcessCollector;
-use aion_ingester::grpc::{serve, ServerConfig};
+use aion_ingester::grpc::metadata_service::MetadataService;
+use aion_ingester::grpc::{serve_with, ServerConfig};
+use aion_model::metadata::MetadataStore;
+use aion_querier::pushdown::service::PushdownService;
 use aion_ingester::raft::{MemShardData, NodeId, RaftLogDb, ShardId, TsdbShardData};
 use aion_ingester::shards::ShardHost;
 use aion_ingester::topology::{bootstrapper, StateMachineKind};
-use backend::Backend;
 use anyhow::Context;
-use axum::routing::get;
-use axum::{Json, Router};
+use backend::{Backend, BackendOpener};
 use prometheus_client::registry::Registry;
-use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-/// One row of `GET /admin/shards`.
-#[derive(Debug, Serialize)]
-struct ShardRow {
-    shard: ShardId,
-    replicas: Vec<NodeId>,
-    leader: Option<NodeId>,
-    term: u64,
-    last_applied: Option<u64>,
-    last_log: Option<u64>,
-}
-
-/// Body of `GET /admin/shards`.
-#[derive(Debug, Serialize)]
-struct ShardsReport {
-    node_id: NodeId,
-    shards: Vec<ShardRow>,
-}
 
 /// Runs one ingester node until SIGTERM/SIGINT; stops its Rafts and servers.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
@@ -65,25 +57,41 @@ async fn run_with<B: Backend>(cfg: Config) -> anyhow::Result<()> {
     let addrs = cluster.grpc_addresses();
     let my_addr = addrs.get(&me).cloned().context("BUG: validated node id has no address")?;
     let placement = cluster.placement().context("placing shards")?;
-    let mine: BTreeMap<ShardId, Vec<NodeId>> =
+    let placed: BTreeMap<ShardId, Vec<NodeId>> =
         placement.into_iter().filter(|(_, r)| r.contains(&me)).collect();
-    tracing::info!(node = me, addr = %my_addr, shards = mine.len(), state_machine = B::NAME, data_dir = %cfg.data_dir.display(), "starting ingester");
 
-    let host = open_host::<B>(&cfg, me, &my_addr, &mine).await?;
+    let host = open_host::<B>(&cfg, me, &my_addr).await?;
+    let recorded = host.recorded_shards().context("reading the hosted shard set")?;
+    let first_start = recorded.is_none();
+    let hosted: BTreeSet<ShardId> = match recorded {
+        Some(set) => set,
+        None if cluster.join => BTreeSet::new(),
+        None => placed.keys().copied().collect(),
+    };
+    tracing::info!(node = me, addr = %my_addr, shards = hosted.len(), first_start, join = cluster.join, state_machine = B::NAME, data_dir = %cfg.data_dir.display(), "starting ingester");
+    host.open_all(&hosted).await.context("starting shard replicas")?;
     let grpc_listener = tokio::net::TcpListener::bind(&cfg.server.grpc_listen_address)
         .await
         .with_context(|| format!("binding gRPC listener on {}", cfg.server.grpc_listen_address))?;
     let (grpc_stop, grpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let grpc = tokio::spawn(serve(Arc::clone(&host), ServerConfig::default(), grpc_listener, async {
+    let metadata = Arc::new(MetadataStore::new(crate::server::METADATA_RETAIN, crate::server::METADATA_PER_TENANT));
+    crate::server::spawn_metadata_purger(Arc::downgrade(&metadata));
+    let pushdown = PushdownService::new(Arc::new(pushdown::HostSource::new(Arc::clone(&host))), cfg.querier.timeout);
+    let extra = move |r: tonic::transport::server::Router| {
+        r.add_service(MetadataService::new(metadata).into_server()).add_service(pushdown.into_server())
+    };
+    let grpc = tokio::spawn(serve_with(Arc::clone(&host), ServerConfig::default(), grpc_listener, async {
         let _ = grpc_stop_rx.await;
-    }));
-    bootstrap(&host, me, &mine, &addrs).await;
+    }, extra));
+    if first_start && !cluster.join {
+        bootstrap(&host, me, &placed, &addrs).await;
+    }
 
     let mut registry = Registry::default();
     registry.register_collector(Box::new(ProcessCollector::new()));
     registry.register_collector(Box::new(metrics::RaftCollector::new(host.clone())));
     let ready = Arc::new(AtomicBool::new(false));
-    let app = crate::server::ops_router(Arc::new(registry), ready.clone()).merge(admin_router(host.clone(), mine));
+    let app = crate::server::ops_router(Arc::new(registry), ready.clone()).merge(admin::router(host.clone(), addrs.clone()));
     let http_listener = tokio::net::TcpListener::bind(&cfg.server.http_listen_address)
         .await
         .with_context(|| format!("binding HTTP listener on {}", cfg.server.http_listen_address))?;
@@ -129,13 +137,8 @@ async fn run_with<B: Backend>(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the log DB and starts this node's replica of each shard in `mine`.
-async fn open_host<B: Backend>(
-    cfg: &Config,
-    me: NodeId,
-    my_addr: &str,
-    mine: &BTreeMap<ShardId, Vec<NodeId>>,
-) -> anyhow::Result<Arc<ShardHost<B>>> {
+/// Opens the log DB and a host (no replicas started yet).
+async fn open_host<B: Backend>(cfg: &Config, me: NodeId, my_addr: &str) -> anyhow::Result<Arc<ShardHost<B>>> {
     let dir = cfg.data_dir.join("raft");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating data dir {}", dir.display()))?;
     let open_dir = dir.clone();
@@ -143,16 +146,10 @@ async fn open_host<B: Backend>(
         .await
         .context("opening the raft log DB")?
         .with_context(|| format!("opening the raft log DB in {}", dir.display()))?;
-    let raft_cfg = Arc::new(B::raft_config().validate().context("raft config")?);
-    let host = Arc::new(ShardHost::<B>::new(me, my_addr, db, raft_cfg));
-    for &shard in mine.keys() {
-        let (data_dir, tsdb_cfg) = (cfg.data_dir.clone(), cfg.ingester.clone());
-        let sm = tokio::task::spawn_blocking(move || B::open(&data_dir, shard, &tsdb_cfg))
-            .await
-            .context("opening a shard state machine")??;
-        host.open_shard(shard, sm).await.with_context(|| format!("starting shard {shard}"))?;
-    }
-    Ok(host)
+    let raft_cfg = B::raft_config(cfg.ingester_cluster.snapshot_after_entries);
+    let raft_cfg = Arc::new(raft_cfg.validate().context("raft config")?);
+    let opener = Arc::new(BackendOpener::<B>::new(&cfg.data_dir, &cfg.ingester));
+    Ok(Arc::new(ShardHost::<B>::new(me, my_addr, db, raft_cfg).with_opener(opener)))
 }
 
 /// Initializes every shard whose bootstrapper is this node; a group
@@ -174,29 +171,4 @@ async fn bootstrap<B: Backend>(
             Err(e) => tracing::info!(shard, error = %e, "shard group not initialized (already exists?)"),
         }
     }
-}
-
-fn admin_router<B: Backend>(host: Arc<ShardHost<B>>, mine: BTreeMap<ShardId, Vec<NodeId>>) -> Router {
-    let mine = Arc::new(mine);
-    Router::new().route(
-        "/admin/shards",
-        get(move || {
-            let (host, mine) = (host.clone(), mine.clone());
-            async move {
-                let shards = host
-                    .status()
-                    .into_iter()
-                    .map(|s| ShardRow {
-                        shard: s.shard,
-                        replicas: mine.get(&s.shard).cloned().unwrap_or_default(),
-                        leader: s.leader,
-                        term: s.term,
-                        last_applied: s.last_applied,
-                        last_log: s.last_log,
-                    })
-                    .collect();
-                Json(ShardsReport { node_id: host.node_id(), shards })
-            }
-        }),
-    )
 }

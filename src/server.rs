@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::process_metrics::ProcessCollector;
 use aion_ingester::Tsdb;
+use aion_model::metadata::MetadataStore;
 use aion_model::storage::{Appender, Queryable};
 use anyhow::Context;
 use axum::http::{header, StatusCode};
@@ -15,10 +16,33 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// How long metric metadata is kept without a sender refreshing it
+/// (Prometheus resends it every minute).
+pub const METADATA_RETAIN: std::time::Duration = std::time::Duration::from_secs(600);
+/// Most metadata entries kept per tenant.
+pub const METADATA_PER_TENANT: usize = 20_000;
+
+/// Drops expired metadata every minute until the store is gone.
+pub fn spawn_metadata_purger(store: std::sync::Weak<MetadataStore>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            let Some(s) = store.upgrade() else { return };
+            s.purge(std::time::Instant::now());
+        }
+    });
+}
+
 /// Runs Aion until a shutdown signal; returns after storage is flushed.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if cfg.target.trim() == "ingester" {
         return crate::ingester_role::run(cfg).await;
+    }
+    if cfg.target.trim() == "distributor" {
+        return crate::distributor_role::run(cfg).await;
+    }
+    if cfg.target.trim() == "querier" {
+        return crate::querier_role::run(cfg).await;
     }
     tracing::info!(target = %cfg.target, data_dir = %cfg.data_dir.display(), http = %cfg.server.http_listen_address, "starting aion");
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
@@ -38,9 +62,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let mut dist_cfg = cfg.distributor.clone();
     dist_cfg.multitenancy_enabled |= cfg.multitenancy_enabled;
     let multitenancy_enabled = dist_cfg.multitenancy_enabled;
-    let distributor = aion_distributor::Distributor::new(dist_cfg, appender, &mut registry).context("starting distributor")?;
+    let metadata = Arc::new(MetadataStore::new(METADATA_RETAIN, METADATA_PER_TENANT));
+    spawn_metadata_purger(Arc::downgrade(&metadata));
+    let distributor = aion_distributor::Distributor::new(dist_cfg, appender, &mut registry)
+        .context("starting distributor")?
+        .with_metadata(metadata.clone())
+        .with_ha_store(queryable.clone());
     let engine = aion_querier::engine::Engine::new(cfg.querier.engine_options());
-    let query_api = aion_querier::api::QueryApi::new(engine, queryable, multitenancy_enabled, &mut registry);
+    let query_api =
+        aion_querier::api::QueryApi::new(engine, queryable, multitenancy_enabled, &mut registry).with_metadata(metadata);
 
     let ready = Arc::new(AtomicBool::new(false));
     let registry = Arc::new(registry);

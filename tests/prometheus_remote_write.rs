@@ -1,7 +1,8 @@
 //! End to end with real peers: a real Prometheus scrapes itself and a real
 //! node_exporter and remote-writes into a real `aion`; after ~30 s, promtool
 //! queries Aion and Prometheus at the same instant and the answers must match;
-//! Prometheus's remote-write failure counter stays 0.
+//! Prometheus's remote-write failure counter stays 0, and the metric metadata
+//! it sends is served by `/api/v1/metadata` exactly as Prometheus serves it.
 
 mod support;
 
@@ -56,7 +57,7 @@ fn prometheus_remote_writes_and_promtool_reads_identical_answers() {
         "global:\n  scrape_interval: 2s\n  evaluation_interval: 2s\n\
          scrape_configs:\n  - job_name: prometheus\n    static_configs: [{{targets: ['{{{{SELF}}}}']}}]\n\
          \x20 - job_name: node\n    static_configs: [{{targets: ['{}']}}]\n\
-         remote_write:\n  - url: {}/api/v1/push\n    queue_config: {{batch_send_deadline: 1s, max_backoff: 1s}}\n",
+         remote_write:\n  - url: {}/api/v1/push\n    queue_config: {{batch_send_deadline: 1s, max_backoff: 1s}}\n    metadata_config: {{send_interval: 5s}}\n",
         node.addr, aion.http
     );
     let prom = Prometheus::start(&prom_bin, &tmp.path().join("prom"), &config, &[]);
@@ -99,4 +100,22 @@ fn prometheus_remote_writes_and_promtool_reads_identical_answers() {
     let failed = promtool_instant(&promtool, &prom.url, "prometheus_remote_storage_samples_failed_total", now);
     assert!(sent.values().sum::<f64>() > 1000.0, "Prometheus sent too few samples: {sent:?}");
     assert_eq!(failed.values().sum::<f64>(), 0.0, "remote write failures: {failed:?}; aion log: {}", aion.log());
+
+    // Metric metadata sent by Prometheus's remote write equals what Prometheus itself serves.
+    for metric in ["node_load1", "node_cpu_seconds_total", "prometheus_http_requests_total", "go_goroutines"] {
+        let want = metadata(&format!("{}/api/v1/metadata?metric={metric}", prom.url));
+        let got = metadata(&format!("{aion_url}/api/v1/metadata?metric={metric}"));
+        assert!(want[metric].as_array().is_some_and(|a| !a.is_empty()), "Prometheus has no metadata for {metric}: {want}");
+        assert_eq!(got, want, "metadata of {metric}");
+    }
+    let all = metadata(&format!("{aion_url}/api/v1/metadata?limit=3"));
+    assert_eq!(all.as_object().map(|o| o.len()), Some(3), "limit=3: {all}");
+}
+
+/// The `data` of a `/api/v1/metadata` answer.
+fn metadata(url: &str) -> Json {
+    let (status, body) = support::ureq_get(url).expect("GET metadata");
+    assert_eq!(status, 200, "{url}: {body}");
+    let v: Json = serde_json::from_str(&body).expect("JSON");
+    v["data"].clone()
 }

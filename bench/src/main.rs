@@ -12,6 +12,7 @@ mod http;
 mod load;
 mod measure;
 mod procstat;
+mod query;
 mod report;
 mod target;
 mod workload;
@@ -40,6 +41,65 @@ enum Cmd {
     Ingest(IngestArgs),
     /// Send the workload to an already running remote-write endpoint and report.
     Send(SendArgs),
+    /// Dashboard-query latency: Aion vs Prometheus vs VictoriaMetrics on the same data.
+    Query(QueryArgs),
+}
+
+#[derive(Debug, Args)]
+struct QueryArgs {
+    /// Scrape targets in the generated fleet (about 70 series each).
+    #[arg(long, default_value_t = 100)]
+    fleet: usize,
+    /// Hours of data at one sample per minute.
+    #[arg(long, default_value_t = 24)]
+    hours: usize,
+    /// Timed runs per query (after one warm-up); the median is reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Comma list of targets.
+    #[arg(long, default_value = "aion,prometheus,victoria-metrics")]
+    targets: String,
+    /// The aion binary [default: `aion` next to this binary].
+    #[arg(long)]
+    aion_bin: Option<PathBuf>,
+    /// Aion config file (should allow 24 h old samples, e.g. bench/aion-bench.yaml).
+    #[arg(long)]
+    aion_config: Option<PathBuf>,
+    /// Use a running Aion instead: its remote-write URL (e.g. a distributor's /api/v1/push).
+    #[arg(long, requires = "aion_api")]
+    aion_push: Option<String>,
+    /// ... and its Prometheus API base (e.g. http://127.0.0.1:19110/prometheus/api/v1).
+    #[arg(long)]
+    aion_api: Option<String>,
+    /// The Prometheus binary.
+    #[arg(long, default_value = "/usr/bin/prometheus")]
+    prometheus_bin: PathBuf,
+    /// The VictoriaMetrics single-node binary.
+    #[arg(long, default_value = "/usr/bin/victoria-metrics")]
+    vm_bin: PathBuf,
+}
+
+async fn query_bench(a: QueryArgs) -> Result<bool> {
+    if a.fleet == 0 || a.hours == 0 || a.runs == 0 {
+        return Err(BenchError::InvalidArgument("--fleet, --hours and --runs must be > 0".into()));
+    }
+    let targets = a.targets.split(',').filter(|s| !s.trim().is_empty()).map(target::Kind::parse).collect::<Result<Vec<_>>>()?;
+    let aion_external = match (&a.aion_push, &a.aion_api) {
+        (Some(p), Some(q)) => Some((http::Url::parse(p)?, http::Url::parse(q)?)),
+        _ => None,
+    };
+    query::run(query::QueryBenchConfig {
+        fleet: a.fleet,
+        hours: a.hours,
+        runs: a.runs,
+        targets,
+        aion_bin: a.aion_bin.unwrap_or_else(default_aion_bin),
+        aion_config: a.aion_config,
+        prometheus_bin: a.prometheus_bin,
+        vm_bin: a.vm_bin,
+        aion_external,
+    })
+    .await
 }
 
 /// The workload and how it is sent.
@@ -244,6 +304,7 @@ fn main() -> ExitCode {
         match cli.cmd {
             Cmd::Ingest(a) => ingest(a).await,
             Cmd::Send(a) => send(a).await,
+            Cmd::Query(a) => query_bench(a).await,
         }
     });
     match outcome {

@@ -159,7 +159,7 @@ pub async fn start(spec: &TargetSpec) -> Result<Running> {
             let a = vec![
                 format!("-httpListenAddr={addr}"),
                 format!("-storageDataPath={}", data.display()),
-                "-retentionPeriod=1d".into(),
+                "-retentionPeriod=7d".into(),
                 "-loggerLevel=WARN".into(),
             ];
             (a, "/api/v1/write", "/health", "/api/v1/query")

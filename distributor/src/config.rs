@@ -37,6 +37,8 @@ pub struct DistributorConfig {
     /// A series not pushed for this long stops counting against the series limits.
     #[serde(with = "humantime_serde")]
     pub active_series_idle_timeout: Duration,
+    /// HA-pair deduplication (see [`crate::ha_tracker`]).
+    pub ha_tracker: crate::ha_tracker::HaTrackerConfig,
 }
 
 impl Default for DistributorConfig {
@@ -49,6 +51,7 @@ impl Default for DistributorConfig {
             overrides_file: None,
             overrides_period: Duration::from_secs(10),
             active_series_idle_timeout: Duration::from_secs(20 * 60),
+            ha_tracker: Default::default(),
         }
     }
 }
@@ -135,6 +138,7 @@ impl DistributorConfig {
         if self.overrides_file.is_some() && self.overrides_period.is_zero() {
             return bad("overrides_period must be greater than 0 when overrides_file is set".into());
         }
+        self.ha_tracker.validate()?;
         if self.active_series_idle_timeout.is_zero() {
             return bad("active_series_idle_timeout must be greater than 0".into());
         }

@@ -84,6 +84,10 @@ pub enum DistributorError {
         /// The full message.
         message: String,
     },
+    /// The request came from a non-elected HA replica and was dropped
+    /// (answered 202, as Cortex does: the sender must not retry).
+    #[error("{0}")]
+    Deduplicated(String),
     /// The store cannot serve now; the client should retry.
     #[error("storage unavailable, retry later: {0}")]
     Unavailable(String),
@@ -116,6 +120,7 @@ impl DistributorError {
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Deduplicated(_) => StatusCode::ACCEPTED,
             Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) | Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -24,6 +24,7 @@
 pub mod active_series;
 pub mod config;
 pub mod error;
+pub mod ha_tracker;
 pub mod metrics;
 pub mod overrides;
 mod push;
@@ -56,6 +57,10 @@ pub struct Distributor {
     limits: Arc<TenantLimits>,
     rate: RateLimiter,
     active: ActiveSeries,
+    /// Where metric metadata from senders goes (none: counted only).
+    metadata: Option<Arc<dyn aion_model::metadata::MetadataWriter>>,
+    /// HA-pair deduplication, when enabled.
+    ha: Option<Arc<ha_tracker::HaTracker>>,
 }
 
 impl std::fmt::Debug for Distributor {
@@ -65,6 +70,22 @@ impl std::fmt::Debug for Distributor {
 }
 
 impl Distributor {
+    /// Shares HA elections with every distributor: reads them back from
+    /// `store` (the cluster the appender writes to). Without it (or when HA
+    /// dedupe is off) elections are local to this process.
+    pub fn with_ha_store(mut self, store: Arc<dyn aion_model::storage::Queryable>) -> Self {
+        if let Some(tracker) = self.ha.as_mut().and_then(Arc::get_mut) {
+            tracker.set_store(store);
+        }
+        self
+    }
+
+    /// Stores the metric metadata senders report in `writer` (served by `/api/v1/metadata`).
+    pub fn with_metadata(mut self, writer: Arc<dyn aion_model::metadata::MetadataWriter>) -> Self {
+        self.metadata = Some(writer);
+        self
+    }
+
     /// Validates `cfg`, reads the overrides file (if any; an unreadable or
     /// invalid file is an error here), starts the task re-reading it every
     /// `overrides_period` (when called on a tokio runtime), and registers the
@@ -79,7 +100,11 @@ impl Distributor {
         }
         let metrics = Metrics::register(registry);
         let active = ActiveSeries::new(cfg.active_series_idle_timeout);
-        Ok(Self { cfg, appender, metrics, limits, rate: RateLimiter::default(), active })
+        let ha = cfg
+            .ha_tracker
+            .enabled
+            .then(|| Arc::new(ha_tracker::HaTracker::new(cfg.ha_tracker.clone(), Arc::clone(&appender), registry)));
+        Ok(Self { cfg, appender, metrics, limits, rate: RateLimiter::default(), active, metadata: None, ha })
     }
 
     /// The limits in force for `tenant` (its runtime override, else the defaults).

@@ -144,6 +144,32 @@ impl Distributor {
         DistributorError::BodyRead(r.body_text())
     }
 
+    /// Hands the request's metric metadata to the metadata writer, if any.
+    /// Metadata is advisory: a failure is logged, never fails the write.
+    async fn store_metadata(&self, tenant: &TenantId, md: &[aion_proto::prometheus::MetricMetadata]) {
+        use aion_model::metadata::{MetricMetadata, MetricType};
+        let Some(writer) = self.metadata.clone() else { return };
+        if md.is_empty() {
+            return;
+        }
+        let items: Vec<MetricMetadata> = md
+            .iter()
+            .filter(|m| !m.metric_family_name.is_empty())
+            .map(|m| MetricMetadata {
+                metric: m.metric_family_name.clone(),
+                kind: MetricType::from_remote_write(m.r#type),
+                help: m.help.clone(),
+                unit: m.unit.clone(),
+            })
+            .collect();
+        let tenant = tenant.clone();
+        match tokio::task::spawn_blocking(move || writer.write_metadata(&tenant, items)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "storing metric metadata failed"),
+            Err(e) => tracing::warn!(error = %e, "metadata task failed"),
+        }
+    }
+
     /// Validates, limits and appends a decoded request for `tenant`, under the
     /// tenant's limits (defaults or its runtime override). Order: label rules
     /// and sample times per series; then the ingestion rate over all samples
@@ -162,6 +188,8 @@ impl Distributor {
         let samples_in: usize = req.timeseries.iter().map(|s| s.samples.len()).sum();
         Metrics::add_tenant(&self.metrics.received_samples, &t, samples_in as u64);
         Metrics::add_tenant(&self.metrics.received_metadata, &t, req.metadata.len() as u64);
+        let req = self.ha_dedupe(&t, req).await?;
+        self.store_metadata(&tenant, &req.metadata).await;
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let mut series = Vec::with_capacity(req.timeseries.len());
         let mut first_invalid = None;

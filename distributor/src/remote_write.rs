@@ -5,6 +5,7 @@ use crate::error::{DistributorError, Result};
 use aion_proto::prometheus::WriteRequest;
 use prost::Message;
 
+mod fast_decode;
 pub mod v2;
 
 /// First bytes of a snappy *framed* stream (stream identifier chunk); a common
@@ -14,6 +15,9 @@ const SNAPPY_FRAMED_MAGIC: &[u8] = b"\xff\x06\x00\x00sNaPpY";
 /// Decompresses `body` (at most `max_decompressed` bytes) and decodes the `WriteRequest`.
 pub fn decode(body: &[u8], max_decompressed: usize) -> Result<WriteRequest> {
     let raw = decompress(body, max_decompressed)?;
+    if let Some(req) = fast_decode::decode(&raw) {
+        return Ok(req);
+    }
     WriteRequest::decode(raw.as_slice()).map_err(|e| DistributorError::Protobuf(e.to_string()))
 }
 

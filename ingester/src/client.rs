@@ -13,8 +13,23 @@
 //! The write path (shard push with leader cache and retries) and the read
 //! path (streaming select with replica fail-over) live in sibling files.
 
+mod metrics;
+pub mod placement;
+mod pre_encoded;
+mod push;
+mod pushdown;
+mod metadata;
+mod router;
+mod select;
 mod shard_map;
 
+pub use select::{merge_series, union_sorted, FanOutConfig, FanOutMetrics, FanOutQueryable};
+pub use metrics::RouterMetrics;
+pub use placement::ShardRing;
+pub use metadata::ClusterMetadata;
+pub use pushdown::{aggregate_shard, ShardPartial};
+pub use push::{PushReport, RetryPolicy};
+pub use router::ShardRouter;
 pub use shard_map::{ReplicaRoute, ShardMap, ShardRoute};
 
 use crate::raft::network::ChannelPool;
@@ -198,13 +213,17 @@ impl ClusterClient {
         self.inner.map.write().clear_leader(shard);
     }
 
-    /// An `Ingester` service client for `addr`, over the shared pool.
-    pub fn ingester(&self, addr: &str) -> Result<IngesterClient<Channel>, ClientError> {
-        let channel = self
-            .inner
+    /// The shared channel to the ingester at `addr`.
+    pub fn channel(&self, addr: &str) -> Result<Channel, ClientError> {
+        self.inner
             .pool
             .channel(addr)
-            .map_err(|e| ClientError::BadAddress { addr: addr.to_string(), reason: e.to_string() })?;
+            .map_err(|e| ClientError::BadAddress { addr: addr.to_string(), reason: e.to_string() })
+    }
+
+    /// An `Ingester` service client for `addr`, over the shared pool.
+    pub fn ingester(&self, addr: &str) -> Result<IngesterClient<Channel>, ClientError> {
+        let channel = self.channel(addr)?;
         Ok(IngesterClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
@@ -272,3 +291,6 @@ impl ClusterClient {
         })
     }
 }
+
+#[cfg(test)]
+mod push_test;

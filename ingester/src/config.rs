@@ -24,6 +24,10 @@ pub struct TsdbConfig {
     /// fsync each WAL write before acknowledging. Default `true`. With `false`
     /// acknowledged writes survive a process crash but not a power loss.
     pub wal_sync: bool,
+    /// Memory for RocksDB memtables, all column families together (bytes);
+    /// when it fills, memtables are flushed to disk. Bounds the RSS that
+    /// recent writes (WAL records, new series and postings) hold. Default 32 MiB.
+    pub memtable_budget_bytes: usize,
 }
 
 impl Default for TsdbConfig {
@@ -33,6 +37,7 @@ impl Default for TsdbConfig {
             checkpoint_interval: Duration::from_secs(60),
             max_samples_per_chunk: 120,
             wal_sync: true,
+            memtable_budget_bytes: 32 << 20,
         }
     }
 }
@@ -52,6 +57,12 @@ impl TsdbConfig {
             return Err(IngesterError::InvalidConfig(format!(
                 "retention {} is too large",
                 humantime::format_duration(self.retention)
+            )));
+        }
+        if self.memtable_budget_bytes < 1 << 20 {
+            return Err(IngesterError::InvalidConfig(format!(
+                "memtable_budget_bytes {} is below the minimum of 1 MiB",
+                self.memtable_budget_bytes
             )));
         }
         if !(1..=u16::MAX as usize).contains(&self.max_samples_per_chunk) {
@@ -95,6 +106,15 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("max_samples_per_chunk 0"));
+        let c = TsdbConfig {
+            memtable_budget_bytes: 1000,
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("memtable_budget_bytes 1000"));
     }
 
     #[test]

@@ -1,13 +1,17 @@
-//! The in-memory head: every series (interned labels + head state), the
+//! The in-memory head: every series (packed labels + head state), the
 //! per-tenant inverted index, and the deterministic apply of a write batch.
 //! Pure memory: what apply must persist is returned as [`ApplyWrites`].
 
+mod ref_map;
+mod series_table;
 mod state;
 
+pub(crate) use ref_map::U64Map;
+pub(crate) use series_table::SeriesTable;
 pub(crate) use state::{ClosedChunk, HeadState, Verdict};
 
 use crate::postings::TenantIndex;
-use crate::series::{same_labels, InternedLabels, Interner};
+use crate::series::{same_labels, to_labels, Interner, PackedLabels};
 use aion_model::hash::labels_hash;
 use aion_model::labels::Labels;
 use aion_model::storage::{AppendOutcome, SampleRejection, WriteBatch};
@@ -19,8 +23,8 @@ use std::sync::Arc;
 pub(crate) struct MemSeries {
     /// Owner tenant.
     pub tenant: Arc<str>,
-    /// Sorted, interned labels.
-    pub labels: InternedLabels,
+    /// Sorted labels, packed.
+    pub labels: PackedLabels,
     /// Open chunk and last sample.
     pub state: HeadState,
 }
@@ -34,10 +38,21 @@ pub(crate) struct ApplyWrites {
     pub closed: Vec<ClosedChunk>,
 }
 
+/// What a read-locked look-up found for one series of a batch before its WAL
+/// record was written: its labels hash and, when it already exists, its ref.
+/// Series never leave the head, so a ref found stays valid for the apply.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SeriesHint {
+    /// [`labels_hash`] of the series' labels.
+    pub hash: u64,
+    /// The series' ref, when it existed at look-up time.
+    pub r: Option<u64>,
+}
+
 /// The head of one TSDB.
 pub(crate) struct Head {
     /// Every series by ref.
-    pub series: HashMap<u64, MemSeries>,
+    pub series: SeriesTable,
     /// Index per tenant.
     pub tenants: HashMap<Arc<str>, TenantIndex>,
     interner: Interner,
@@ -56,7 +71,7 @@ impl Head {
     /// An empty head cutting chunks at `max_per_chunk` samples.
     pub(crate) fn new(max_per_chunk: usize) -> Self {
         Self {
-            series: HashMap::new(),
+            series: SeriesTable::default(),
             tenants: HashMap::new(),
             interner: Interner::default(),
             next_ref: 1,
@@ -70,7 +85,7 @@ impl Head {
     /// Adds a series loaded from the series CF (postings are loaded separately).
     pub(crate) fn load_series(&mut self, r: u64, tenant: &str, labels: &Labels) {
         let tenant = self.interner.intern(tenant);
-        let interned = self.interner.intern_labels(labels);
+        let packed = PackedLabels::new(labels);
         self.tenants
             .entry(tenant.clone())
             .or_default()
@@ -79,7 +94,7 @@ impl Head {
             r,
             MemSeries {
                 tenant,
-                labels: interned,
+                labels: packed,
                 state: HeadState::default(),
             },
         );
@@ -116,32 +131,80 @@ impl Head {
     }
 
     /// The ref of `(tenant, labels)`, if the series exists.
+    #[cfg(test)]
     pub(crate) fn lookup(&self, tenant: &str, labels: &Labels) -> Option<u64> {
-        let idx = self.tenants.get(tenant)?;
-        let refs = idx.by_hash.get(&labels_hash(labels))?;
-        refs.iter().copied().find(|r| {
+        self.lookup_hashed(self.tenants.get(tenant)?, labels_hash(labels), labels)
+    }
+
+    /// The ref of `labels` (whose hash is `hash`) in the tenant index `idx`.
+    fn lookup_hashed(&self, idx: &TenantIndex, hash: u64, labels: &Labels) -> Option<u64> {
+        idx.refs_with_hash(hash).find(|r| {
             self.series
                 .get(r)
                 .is_some_and(|s| same_labels(&s.labels, labels))
         })
     }
 
-    fn get_or_create(&mut self, tenant: &str, labels: &Labels, writes: &mut ApplyWrites) -> u64 {
-        if let Some(r) = self.lookup(tenant, labels) {
+    /// Hashes and looks up every series of `batch` (under the read lock), so
+    /// the WAL record can name known series by ref and the apply can skip
+    /// the look-up. Series without samples get a default hint (they are skipped).
+    pub(crate) fn resolve(&self, batch: &WriteBatch) -> Vec<SeriesHint> {
+        let mut hints: Vec<SeriesHint> = batch
+            .series
+            .iter()
+            .map(|s| SeriesHint {
+                hash: if s.samples.is_empty() { 0 } else { labels_hash(&s.labels) },
+                r: None,
+            })
+            .collect();
+        let Some(idx) = self.tenants.get(batch.tenant.as_str()) else {
+            return hints;
+        };
+        // Separate short passes (probe every hash, then check every
+        // candidate) let the CPU overlap the cache misses of many series
+        // instead of waiting for each series' misses in turn.
+        for h in hints.iter_mut() {
+            h.r = idx.first_with_hash(h.hash);
+        }
+        for (h, s) in hints.iter_mut().zip(&batch.series) {
+            let Some(r) = h.r else { continue };
+            if s.samples.is_empty() {
+                h.r = None;
+            } else if !self.series.get(&r).is_some_and(|m| same_labels(&m.labels, &s.labels)) {
+                h.r = self.lookup_hashed(idx, h.hash, &s.labels);
+            }
+        }
+        hints
+    }
+
+    /// The ref of `labels` (hash `hash`) for `tenant`, creating the series
+    /// (ref `next_ref`) when it does not exist yet.
+    fn get_or_create(
+        &mut self,
+        tenant: &str,
+        hash: u64,
+        labels: &Labels,
+        writes: &mut ApplyWrites,
+    ) -> u64 {
+        if let Some(r) = self
+            .tenants
+            .get(tenant)
+            .and_then(|idx| self.lookup_hashed(idx, hash, labels))
+        {
             return r;
         }
         let r = self.next_ref;
         self.next_ref += 1;
         let tenant = self.interner.intern(tenant);
-        let interned = self.interner.intern_labels(labels);
+        let packed = PackedLabels::new(labels);
         let idx = self.tenants.entry(tenant.clone()).or_default();
-        idx.add_series(r, labels_hash(labels));
-        idx.add_postings(&interned, r);
+        idx.add_series(r, hash);
+        idx.add_postings(&mut self.interner, labels, r);
         self.series.insert(
             r,
             MemSeries {
                 tenant,
-                labels: interned,
+                labels: packed,
                 state: HeadState::default(),
             },
         );
@@ -151,41 +214,70 @@ impl Head {
 
     /// Applies `batch` deterministically: creates missing series (refs in
     /// batch order), appends each sample under the ordering rules, and cuts
-    /// full chunks into `writes`.
-    pub(crate) fn apply(&mut self, batch: &WriteBatch, writes: &mut ApplyWrites) -> AppendOutcome {
+    /// full chunks into `writes`. `hints` (from [`Head::resolve`] on this
+    /// head, one per series) save the look-ups; without them series are
+    /// looked up by labels.
+    pub(crate) fn apply(
+        &mut self,
+        batch: &WriteBatch,
+        hints: Option<&[SeriesHint]>,
+        writes: &mut ApplyWrites,
+    ) -> AppendOutcome {
         let mut out = AppendOutcome::default();
         let tenant = batch.tenant.as_str();
-        for s in &batch.series {
+        for (i, s) in batch.series.iter().enumerate() {
             if s.samples.is_empty() {
                 continue;
             }
-            let r = self.get_or_create(tenant, &s.labels, writes);
-            let series = self
-                .series
-                .get_mut(&r)
-                .expect("BUG: series just looked up or created");
-            let had_chunk = series.state.chunk_len > 0;
-            for sample in &s.samples {
-                let (verdict, closed) = series.state.append(r, *sample, self.max_per_chunk);
-                writes.closed.extend(closed);
-                match verdict {
-                    Verdict::Appended => {
-                        out.appended += 1;
-                        self.max_t = Some(self.max_t.map_or(sample.t, |m| m.max(sample.t)));
-                    }
-                    Verdict::Duplicate => out.duplicates_ignored += 1,
-                    Verdict::Rejected(reason) => out.rejected.push(SampleRejection {
-                        labels: s.labels.clone(),
-                        t: sample.t,
-                        reason,
-                    }),
-                }
-            }
-            if !had_chunk && series.state.chunk_len > 0 {
-                self.head_chunks += 1;
-            }
+            let hint = hints.and_then(|h| h.get(i));
+            let r = match hint {
+                Some(SeriesHint { r: Some(r), .. }) if self.series.contains_key(r) => *r,
+                Some(h) => self.get_or_create(tenant, h.hash, &s.labels, writes),
+                None => self.get_or_create(tenant, labels_hash(&s.labels), &s.labels, writes),
+            };
+            self.append_samples(r, s, &mut out, writes);
         }
         out
+    }
+
+    /// Appends the samples of `s` to series `r`, counting into `out`.
+    fn append_samples(
+        &mut self,
+        r: u64,
+        s: &aion_model::storage::SeriesSamples,
+        out: &mut AppendOutcome,
+        writes: &mut ApplyWrites,
+    ) {
+        let series = self
+            .series
+            .get_mut(&r)
+            .expect("BUG: series just looked up or created");
+        let had_chunk = series.state.chunk_len > 0;
+        for sample in &s.samples {
+            let (verdict, closed) = series.state.append(r, *sample, self.max_per_chunk);
+            writes.closed.extend(closed);
+            match verdict {
+                Verdict::Appended => {
+                    out.appended += 1;
+                    self.max_t = Some(self.max_t.map_or(sample.t, |m| m.max(sample.t)));
+                }
+                Verdict::Duplicate => out.duplicates_ignored += 1,
+                Verdict::Rejected(reason) => out.rejected.push(SampleRejection {
+                    labels: s.labels.clone(),
+                    t: sample.t,
+                    reason,
+                }),
+            }
+        }
+        if !had_chunk && series.state.chunk_len > 0 {
+            self.head_chunks += 1;
+        }
+    }
+
+    /// Labels of series `r`, rebuilt as an owned set (WAL replay of records
+    /// that name series by ref).
+    pub(crate) fn labels_of(&self, r: u64) -> Option<Labels> {
+        self.series.get(&r).map(|s| to_labels(&s.labels))
     }
 
     /// Retention: drops open chunks in blocks before `cut_block`. Returns how many.
@@ -203,25 +295,23 @@ impl Head {
     /// Encodes the head record of every series changed since the last call
     /// and clears their dirty flags. Needs only `&self`: callers hold the read
     /// lock, which keeps appliers out while queries go on.
+    #[cfg(test)]
     pub(crate) fn take_dirty(&self) -> Vec<(u64, Vec<u8>)> {
         let mut out = Vec::new();
-        for (r, s) in &self.series {
+        for (r, s) in self.series.iter() {
             if s.state.dirty.swap(false, Ordering::Relaxed) {
                 let mut buf = Vec::with_capacity(48 + s.state.chunk.bytes().len());
                 s.state.encode(&mut buf);
-                out.push((*r, buf));
+                out.push((r, buf));
             }
         }
-        out.sort_unstable_by_key(|(r, _)| *r);
         out
     }
 
-    /// Marks `refs` dirty again (after a failed checkpoint write).
-    pub(crate) fn mark_dirty(&self, refs: impl Iterator<Item = u64>) {
-        for r in refs {
-            if let Some(s) = self.series.get(&r) {
-                s.state.dirty.store(true, Ordering::Relaxed);
-            }
+    /// Marks every series dirty again (after a failed checkpoint write).
+    pub(crate) fn mark_all_dirty(&self) {
+        for (_, s) in self.series.iter() {
+            s.state.dirty.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -253,6 +343,7 @@ mod tests {
                 "up",
                 &[(1, 1.0), (2, 1.0), (2, 1.0), (2, 3.0), (0, 1.0), (3, 1.0)],
             ),
+            None,
             &mut w,
         );
         assert_eq!((o.appended, o.duplicates_ignored), (3, 1));
@@ -266,7 +357,7 @@ mod tests {
         );
         assert_eq!(w.new_series, vec![1]);
         assert_eq!(w.closed.len(), 1);
-        h.apply(&batch("b", "up", &[(1, 1.0)]), &mut w);
+        h.apply(&batch("b", "up", &[(1, 1.0)]), None, &mut w);
         assert_eq!(w.new_series, vec![1, 2]);
         let l = Labels::from_pairs([("__name__", "up")]);
         assert_eq!(
@@ -276,5 +367,26 @@ mod tests {
         assert_eq!((h.head_chunks, h.max_t), (2, Some(3)));
         assert_eq!(h.take_dirty().len(), 2);
         assert!(h.take_dirty().is_empty());
+    }
+
+    #[test]
+    fn resolve_finds_known_series_and_apply_uses_the_hints() {
+        let mut h = Head::new(120);
+        let mut w = ApplyWrites::default();
+        let first = batch("a", "up", &[(1, 1.0)]);
+        let hints = h.resolve(&first);
+        assert_eq!(hints[0].r, None);
+        assert_eq!(hints[0].hash, labels_hash(&first.series[0].labels));
+        h.apply(&first, Some(&hints), &mut w);
+        assert_eq!(w.new_series, vec![1]);
+
+        let second = batch("a", "up", &[(2, 2.0)]);
+        let hints = h.resolve(&second);
+        assert_eq!(hints[0].r, Some(1));
+        let o = h.apply(&second, Some(&hints), &mut w);
+        assert_eq!((o.appended, w.new_series.len()), (1, 1), "no new series for a known ref");
+        assert_eq!(h.series.get(&1).unwrap().state.last, Some(aion_model::sample::Sample::new(2, 2.0)));
+        assert_eq!(h.labels_of(1), Some(first.series[0].labels.clone()));
+        assert!(h.resolve(&batch("b", "up", &[(1, 1.0)]))[0].r.is_none(), "refs are per tenant");
     }
 }

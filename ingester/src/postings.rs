@@ -2,7 +2,9 @@
 //! and matcher evaluation over it with Prometheus semantics (a missing label
 //! matches as the empty string).
 
-use crate::series::InternedLabels;
+use crate::head::U64Map;
+use crate::series::Interner;
+use aion_model::labels::Labels;
 use aion_model::matcher::{MatchOp, Matcher};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,8 +16,10 @@ pub(crate) struct TenantIndex {
     pub postings: HashMap<Arc<str>, HashMap<Arc<str>, Vec<u64>>>,
     /// Every series ref of the tenant, sorted.
     pub all: Vec<u64>,
-    /// labels hash -> refs with that hash (collisions compared by labels).
-    pub by_hash: HashMap<u64, Vec<u64>>,
+    /// labels hash -> the first series with that hash (collisions compared by labels).
+    by_hash: U64Map<u64>,
+    /// labels hash -> further series with that hash (xxh3-64 collisions; almost always empty).
+    by_hash_more: U64Map<Vec<u64>>,
 }
 
 /// Inserts `r` into the sorted list `v` (appending in the common case).
@@ -32,13 +36,40 @@ fn insert_sorted(v: &mut Vec<u64>, r: u64) {
 }
 
 impl TenantIndex {
-    /// Adds series `r` with its hash to `all` and `by_hash` (not the postings).
+    /// Adds series `r` with its hash to `all` and the hash index (not the postings).
     pub(crate) fn add_series(&mut self, r: u64, hash: u64) {
         insert_sorted(&mut self.all, r);
-        let refs = self.by_hash.entry(hash).or_default();
-        if !refs.contains(&r) {
-            refs.push(r);
+        match self.by_hash.get(&hash) {
+            None => {
+                self.by_hash.insert(hash, r);
+            }
+            Some(&first) if first == r => {}
+            Some(_) => {
+                let more = self.by_hash_more.entry(hash).or_default();
+                if !more.contains(&r) {
+                    more.push(r);
+                }
+            }
         }
+    }
+
+    /// The first series whose labels hash is `hash` (a candidate to compare by labels).
+    pub(crate) fn first_with_hash(&self, hash: u64) -> Option<u64> {
+        self.by_hash.get(&hash).copied()
+    }
+
+    /// Every series whose labels hash is `hash` (candidates to compare by labels).
+    pub(crate) fn refs_with_hash(&self, hash: u64) -> impl Iterator<Item = u64> + '_ {
+        let more = if self.by_hash_more.is_empty() {
+            None
+        } else {
+            self.by_hash_more.get(&hash)
+        };
+        self.by_hash
+            .get(&hash)
+            .copied()
+            .into_iter()
+            .chain(more.into_iter().flatten().copied())
     }
 
     /// Adds `r` to the postings of `name="value"`.
@@ -54,9 +85,10 @@ impl TenantIndex {
     }
 
     /// Adds `r` to the postings of each of its labels.
-    pub(crate) fn add_postings(&mut self, labels: &InternedLabels, r: u64) {
-        for (n, v) in labels.iter() {
-            self.add_posting(n.clone(), v.clone(), r);
+    /// Names and values are interned in `interner` (shared by all tenants).
+    pub(crate) fn add_postings(&mut self, interner: &mut Interner, labels: &Labels, r: u64) {
+        for l in labels {
+            self.add_posting(interner.intern(&l.name), interner.intern(&l.value), r);
         }
     }
 
@@ -194,9 +226,8 @@ mod tests {
         ];
         for (r, pairs) in series {
             let labels = Labels::from_pairs(pairs);
-            let l = i.intern_labels(&labels);
             idx.add_series(r, r);
-            idx.add_postings(&l, r);
+            idx.add_postings(&mut i, &labels, r);
             by_ref.insert(r, labels);
         }
         (idx, by_ref)
@@ -209,6 +240,23 @@ mod tests {
 
     fn m(op: MatchOp, n: &str, v: &str) -> Matcher {
         Matcher::new(op, n, v).unwrap()
+    }
+
+    #[test]
+    fn hash_index_keeps_every_series_of_a_colliding_hash() {
+        let mut idx = TenantIndex::default();
+        idx.add_series(1, 77);
+        idx.add_series(1, 77);
+        assert_eq!(idx.refs_with_hash(77).collect::<Vec<_>>(), vec![1]);
+        idx.add_series(5, 77);
+        idx.add_series(9, 77);
+        idx.add_series(5, 77);
+        idx.add_series(2, 78);
+        assert_eq!(idx.refs_with_hash(77).collect::<Vec<_>>(), vec![1, 5, 9]);
+        assert_eq!(idx.refs_with_hash(78).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(idx.refs_with_hash(79).count(), 0);
+        assert_eq!((idx.first_with_hash(77), idx.first_with_hash(79)), (Some(1), None));
+        assert_eq!(idx.all, vec![1, 2, 5, 9]);
     }
 
     #[test]

@@ -25,9 +25,11 @@
 
 pub mod codec;
 pub mod log_store;
+pub mod metrics;
 pub mod network;
 pub mod state_machine;
 pub mod tsdb_data;
+pub mod wire;
 
 use aion_model::storage::{AppendOutcome, WriteBatch};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -10,6 +10,10 @@
 //! alias (it must implement [`ShardData`] and [`ShardQuery`]) and the one
 //! call that builds the state machine.
 
+mod hosting;
+mod membership;
+
+use crate::raft::metrics::ShardRaftStats;
 use crate::raft::network::{ChannelPool, GrpcNetworkFactory};
 use crate::raft::{
     MemShardData, NodeId, RaftLogDb, ShardData, ShardId, ShardRaft, ShardStateMachine,
@@ -61,6 +65,70 @@ pub enum ShardHostError {
         /// This node.
         node: NodeId,
     },
+    /// `node` is not a voter of the shard's group.
+    #[error("node {node} is not a voter of shard {shard} (voters: {voters:?})")]
+    NotAVoter {
+        /// The shard.
+        shard: ShardId,
+        /// The node named as the replica to move.
+        node: NodeId,
+        /// The group's voters.
+        voters: Vec<NodeId>,
+    },
+    /// `node` already is a voter of the shard's group.
+    #[error("node {node} already is a voter of shard {shard}")]
+    AlreadyVoter {
+        /// The shard.
+        shard: ShardId,
+        /// The node.
+        node: NodeId,
+    },
+    /// This node does not lead the shard (membership changes run on the leader).
+    #[error("node {node} is not the leader of shard {shard}; leader: {leader:?}")]
+    NotLeader {
+        /// The shard.
+        shard: ShardId,
+        /// This node.
+        node: NodeId,
+        /// The leader (id, gRPC address) if known.
+        leader: Option<(NodeId, String)>,
+    },
+    /// A call to another ingester failed.
+    #[error("shard {shard}: {op} on node {peer} at {addr} failed: {reason}")]
+    Peer {
+        /// The shard.
+        shard: ShardId,
+        /// The peer.
+        peer: NodeId,
+        /// Its gRPC address.
+        addr: String,
+        /// What was asked.
+        op: &'static str,
+        /// The gRPC status.
+        reason: String,
+    },
+    /// The new replica did not catch up in time.
+    #[error("shard {shard}: learner {node} did not catch up within {waited:?}")]
+    CatchUpTimeout {
+        /// The shard.
+        shard: ShardId,
+        /// The learner.
+        node: NodeId,
+        /// How long we waited.
+        waited: std::time::Duration,
+    },
+    /// Opening/removing a replica's state or the hosted-set record failed.
+    #[error("shard {shard} on node {node}: {what}: {reason}")]
+    Storage {
+        /// The shard.
+        shard: ShardId,
+        /// This node.
+        node: NodeId,
+        /// What was being done.
+        what: &'static str,
+        /// The underlying error.
+        reason: String,
+    },
     /// openraft refused or failed an operation.
     #[error("raft of shard {shard} on node {node}: {op} failed: {reason}")]
     Raft {
@@ -83,6 +151,8 @@ pub struct HostedShard<S> {
     pub raft: ShardRaft,
     /// The state machine's data (read by `Select`).
     pub data: Arc<S>,
+    /// Counters of this replica (metrics).
+    pub stats: Arc<ShardRaftStats>,
 }
 
 /// Raft state of one hosted shard, as the admin API will list it.
@@ -100,6 +170,45 @@ pub struct ShardStatus {
     pub last_log: Option<u64>,
     /// The group's members from its latest membership: id → (address, voter).
     pub members: BTreeMap<NodeId, (String, bool)>,
+    /// Voter ids, ascending.
+    pub voters: Vec<NodeId>,
+    /// Learner ids, ascending.
+    pub learners: Vec<NodeId>,
+    /// On the leader: each replica's matched log index (`None` = nothing
+    /// matched yet); `None` on followers.
+    pub replication: Option<BTreeMap<NodeId, Option<u64>>>,
+    /// Last committed index this replica knows of (0 = none).
+    pub committed: u64,
+    /// Index of the last purged log entry, if any.
+    pub purged: Option<u64>,
+    /// Index of the last entry in the latest snapshot, if any.
+    pub snapshot: Option<u64>,
+}
+
+/// Builds (and removes) the state machine of a replica hosted at runtime
+/// (`HostShard`, moves). Implemented by the ingester role per backend.
+pub trait ShardOpener<S: ShardData>: Send + Sync + 'static {
+    /// A fresh or recovered state machine of `shard` on this node (blocking IO allowed).
+    fn open(&self, shard: ShardId) -> Result<ShardStateMachine<S>, BoxError>;
+    /// Deletes `shard`'s state on this node (its replica was dropped).
+    fn remove(&self, shard: ShardId) -> Result<(), BoxError>;
+}
+
+/// A boxed error of a [`ShardOpener`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// [`ShardOpener`] of in-memory replicas (tests, benchmarks).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MemOpener;
+
+impl ShardOpener<MemShardData> for MemOpener {
+    fn open(&self, _: ShardId) -> Result<ShardStateMachine<MemShardData>, BoxError> {
+        Ok(ShardStateMachine::new(Arc::new(MemShardData::new())))
+    }
+
+    fn remove(&self, _: ShardId) -> Result<(), BoxError> {
+        Ok(())
+    }
 }
 
 /// Raft timing the host uses unless told otherwise: 100 ms heartbeats and
@@ -121,6 +230,9 @@ pub struct ShardHost<S: ShardData + ShardQuery = HostData> {
     config: Arc<Config>,
     pool: ChannelPool,
     shards: RwLock<BTreeMap<ShardId, Arc<HostedShard<S>>>>,
+    opener: Option<Arc<dyn ShardOpener<S>>>,
+    /// Serialises host/drop/move and the hosted-set record.
+    admin: tokio::sync::Mutex<()>,
 }
 
 impl<S: ShardData + ShardQuery> ShardHost<S> {
@@ -139,7 +251,20 @@ impl<S: ShardData + ShardQuery> ShardHost<S> {
             config,
             pool: ChannelPool::new(),
             shards: RwLock::new(BTreeMap::new()),
+            opener: None,
+            admin: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// This host, able to host and drop replicas at runtime with `opener`.
+    pub fn with_opener(mut self, opener: Arc<dyn ShardOpener<S>>) -> Self {
+        self.opener = Some(opener);
+        self
+    }
+
+    /// The node's Raft log DB.
+    pub fn log_db(&self) -> &RaftLogDb {
+        &self.log_db
     }
 
     /// This node's id.
@@ -174,19 +299,22 @@ impl<S: ShardData + ShardQuery> ShardHost<S> {
         }
         let network = GrpcNetworkFactory::new(shard, self.pool.clone());
         let data = Arc::clone(sm.data());
+        let stats = Arc::clone(sm.stats());
         let raft = ShardRaft::new(
             self.node_id,
             Arc::clone(&self.config),
             network,
-            self.log_db.shard(shard),
+            self.log_db.shard(shard).with_stats(Arc::clone(&stats)),
             sm,
         )
         .await
         .map_err(|e| self.raft_err(shard, "start", e))?;
+        stats.watch_leader_changes(&raft);
         let hosted = Arc::new(HostedShard {
             id: shard,
             raft,
             data,
+            stats,
         });
         let mut shards = self.shards.write();
         if shards.contains_key(&shard) {
@@ -236,25 +364,7 @@ impl<S: ShardData + ShardQuery> ShardHost<S> {
         let shards: Vec<_> = self.shards.read().values().cloned().collect();
         shards
             .iter()
-            .map(|s| {
-                let m = s.raft.metrics().borrow().clone();
-                let membership = m.membership_config.membership();
-                let members = membership
-                    .nodes()
-                    .map(|(id, node)| {
-                        let voter = membership.voter_ids().any(|v| v == *id);
-                        (*id, (node.addr.clone(), voter))
-                    })
-                    .collect();
-                ShardStatus {
-                    members,
-                    shard: s.id,
-                    leader: m.current_leader,
-                    term: m.current_term,
-                    last_applied: m.last_applied.map(|l| l.index),
-                    last_log: m.last_log_index,
-                }
-            })
+            .map(|s| shard_status(s))
             .collect()
     }
 
@@ -279,7 +389,7 @@ impl<S: ShardData + ShardQuery> ShardHost<S> {
         }
     }
 
-    fn raft_err(
+    pub(crate) fn raft_err(
         &self,
         shard: ShardId,
         op: &'static str,
@@ -291,5 +401,35 @@ impl<S: ShardData + ShardQuery> ShardHost<S> {
             op,
             reason: e.to_string(),
         }
+    }
+}
+
+/// The [`ShardStatus`] of one hosted replica, from its Raft metrics.
+fn shard_status<S>(s: &HostedShard<S>) -> ShardStatus {
+    let m = s.raft.metrics().borrow().clone();
+    let membership = m.membership_config.membership();
+    let voters: Vec<NodeId> = membership.voter_ids().collect();
+    let members = membership
+        .nodes()
+        .map(|(id, node)| (*id, (node.addr.clone(), voters.contains(id))))
+        .collect();
+    let learners = membership.learner_ids().collect();
+    let replication = m
+        .replication
+        .as_ref()
+        .map(|r| r.iter().map(|(id, matched)| (*id, matched.map(|l| l.index))).collect());
+    ShardStatus {
+        members,
+        voters,
+        learners,
+        replication,
+        committed: s.stats.committed(),
+        purged: m.purged.map(|l| l.index),
+        snapshot: m.snapshot.map(|l| l.index),
+        shard: s.id,
+        leader: m.current_leader,
+        term: m.current_term,
+        last_applied: m.last_applied.map(|l| l.index),
+        last_log: m.last_log_index,
     }
 }

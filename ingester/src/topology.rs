@@ -105,6 +105,14 @@ pub struct ClusterConfig {
     pub ingesters: Vec<IngesterInfo>,
     /// State machine backend of the shards.
     pub state_machine: StateMachineKind,
+    /// Start with no shards when this node has no recorded hosted set: a
+    /// node added to a running cluster, or one whose data dir was wiped
+    /// (it gets replicas through the admin API's move, so it never votes
+    /// with a forgotten vote). Ignored once a hosted set is recorded.
+    pub join: bool,
+    /// Build a Raft snapshot after this many applied entries, and keep at
+    /// most this many log entries behind it (tsdb backend only).
+    pub snapshot_after_entries: u64,
 }
 
 impl Default for ClusterConfig {
@@ -115,6 +123,8 @@ impl Default for ClusterConfig {
             replication_factor: 3,
             ingesters: Vec::new(),
             state_machine: StateMachineKind::default(),
+            join: false,
+            snapshot_after_entries: 5000,
         }
     }
 }

@@ -42,6 +42,9 @@ pub struct TsdbStats {
     pub max_t: Option<i64>,
 }
 
+/// Bytes of encoded head records a checkpoint writes per RocksDB write.
+const CHECKPOINT_SLICE_BYTES: usize = 1 << 20;
+
 /// State shared by the handle and the background thread.
 pub(crate) struct Inner {
     pub(crate) db: DB,
@@ -86,25 +89,36 @@ impl Inner {
     }
 
     /// Persists the head state of every changed series, records the applied
-    /// WAL position and purges the WAL up to it, in one synced write.
+    /// WAL position and purges the WAL up to it, ending with one synced write.
+    ///
+    /// The head records are encoded under the head read lock (appliers wait,
+    /// queries go on) and written in slices of [`CHECKPOINT_SLICE_BYTES`], so
+    /// at most one slice of encoded records is in memory at a time instead of
+    /// every changed series' chunk at once. Only the last write (the rest of
+    /// the records, `checkpoint_seq`, the replica mark and the WAL purge) is
+    /// synced; the RocksDB log keeps the slices before it, so they are durable
+    /// when it is, and a crash before it leaves the previous checkpoint in force.
     pub(crate) fn checkpoint(&self) -> Result<u64> {
         self.check_failed()?;
         let _serial = self.checkpoint_lock.lock();
-        let (seq, records) = {
+        let (seq, mut wb, count) = {
             let head = self.head.read();
-            (head.applied_seq, head.take_dirty())
+            match self.write_dirty_slices(&head) {
+                Ok((wb, count)) => (head.applied_seq, wb, count),
+                Err(e) => {
+                    head.mark_all_dirty();
+                    self.metrics.checkpoint_failures.inc();
+                    return Err(e);
+                }
+            }
         };
-        let mut wb = rocksdb::WriteBatch::default();
-        for (r, v) in &records {
-            wb.put_cf(self.cf(CF_HEAD), u64_key(*r), v);
-        }
         wb.put_cf(self.cf(CF_META), META_CHECKPOINT_SEQ, seq.to_be_bytes());
         self.replica.lock().write_to(&mut wb, self.cf(CF_META));
         wb.delete_range_cf(self.cf(CF_WAL), u64_key(0), u64_key(seq.saturating_add(1)));
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         if let Err(e) = self.db.write_opt(wb, &opts) {
-            self.head.read().mark_dirty(records.iter().map(|(r, _)| *r));
+            self.head.read().mark_all_dirty();
             self.metrics.checkpoint_failures.inc();
             return Err(IngesterError::rocks("writing a checkpoint")(e));
         }
@@ -116,8 +130,32 @@ impl Inner {
             .wal_bytes
             .set(sizes.iter().map(|(_, b)| *b as i64).sum());
         self.metrics.checkpoints.inc();
-        tracing::debug!(seq, series = records.len(), "TSDB checkpoint written");
+        tracing::debug!(seq, series = count, "TSDB checkpoint written");
         Ok(seq)
+    }
+
+    /// Encodes the head record of every changed series (clearing its dirty
+    /// flag) and writes them unsynced, a slice at a time. Returns the batch
+    /// holding the last, unwritten slice and the number of records.
+    fn write_dirty_slices(&self, head: &Head) -> Result<(rocksdb::WriteBatch, usize)> {
+        let mut wb = rocksdb::WriteBatch::default();
+        let mut buf = Vec::new();
+        let mut count = 0;
+        for (r, s) in head.series.iter() {
+            if !s.state.dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                continue;
+            }
+            buf.clear();
+            s.state.encode(&mut buf);
+            wb.put_cf(self.cf(CF_HEAD), u64_key(r), &buf);
+            count += 1;
+            if wb.size_in_bytes() >= CHECKPOINT_SLICE_BYTES {
+                self.db
+                    .write(std::mem::take(&mut wb))
+                    .map_err(IngesterError::rocks("writing checkpoint head records"))?;
+            }
+        }
+        Ok((wb, count))
     }
 
     fn stats(&self) -> TsdbStats {
@@ -143,6 +181,10 @@ impl Tsdb {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(4);
+        // One memtable budget for every column family (the oldest memtable is
+        // flushed when it fills), and per-CF memtables of half of it.
+        opts.set_db_write_buffer_size(cfg.memtable_budget_bytes);
+        opts.set_write_buffer_size(cfg.memtable_budget_bytes / 2);
         let open_err = |reason: String| IngesterError::Open {
             dir: dir.display().to_string(),
             reason,

@@ -333,6 +333,43 @@ fn reopen_without_flush_replays_the_wal() {
 }
 
 #[test]
+fn wal_records_naming_series_by_ref_replay_exactly() {
+    let dir = TempDir::new().unwrap();
+    let (a, b, c) = (labels("m", "a"), labels("m", "b"), labels("m", "c"));
+    let two = |t: i64, x: &Labels, y: &Labels| WriteBatch {
+        tenant: tenant("t"),
+        series: [x, y]
+            .into_iter()
+            .map(|l| SeriesSamples { labels: l.clone(), samples: vec![Sample::new(t, t as f64)] })
+            .collect(),
+    };
+    {
+        let db = open(&dir);
+        db.append(two(1, &a, &b)).unwrap(); // both new: labels in the record
+        db.append(two(2, &a, &c)).unwrap(); // a by ref, c new
+        db.append(two(3, &c, &b)).unwrap(); // both by ref
+        db.append(batch("u", &a, [(4, 4.0)])).unwrap(); // same labels, other tenant: new
+    }
+    let wal_sizes: Vec<usize> = {
+        let raw = raw(&dir);
+        let cf = raw.cf_handle(CF_WAL).unwrap();
+        raw.iterator_cf(cf, rocksdb::IteratorMode::Start)
+            .map(|kv| kv.unwrap().1.len())
+            .collect()
+    };
+    assert_eq!(wal_sizes.len(), 4);
+    assert!(wal_sizes[2] < wal_sizes[1] && wal_sizes[1] < wal_sizes[0], "{wal_sizes:?}");
+    let db = open(&dir);
+    let want = vec![
+        (a.clone(), vec![(1, 1.0), (2, 2.0)]),
+        (b, vec![(1, 1.0), (3, 3.0)]),
+        (c, vec![(2, 2.0), (3, 3.0)]),
+    ];
+    assert_eq!(all(&db, "t", &[]), want);
+    assert_eq!(all(&db, "u", &[]), vec![(a, vec![(4, 4.0)])]);
+}
+
+#[test]
 fn reopen_after_flush_purges_the_wal_and_keeps_everything() {
     let dir = TempDir::new().unwrap();
     let l = labels("up", "api");
@@ -365,6 +402,34 @@ fn reopen_after_flush_purges_the_wal_and_keeps_everything() {
         (out.appended, out.duplicates_ignored, out.rejected.len()),
         (1, 1, 1)
     );
+}
+
+#[test]
+fn checkpoint_written_in_several_slices_restores_every_series() {
+    // ~25k head records of ~80 bytes: more than one checkpoint slice.
+    let dir = TempDir::new().unwrap();
+    let n: usize = 25_000;
+    {
+        let db = open(&dir);
+        for chunk in (0..n).collect::<Vec<_>>().chunks(5_000) {
+            let series = chunk
+                .iter()
+                .map(|i| SeriesSamples {
+                    labels: labels("m", &format!("j{i}")),
+                    samples: (0..3i64).map(|k| Sample::new(k * 1000, (*i as i64 * k) as f64)).collect(),
+                })
+                .collect();
+            db.append(WriteBatch { tenant: tenant("a"), series }).unwrap();
+        }
+        db.flush().unwrap();
+        assert_eq!(count_keys(&db.inner.db, CF_HEAD), n);
+    }
+    assert_eq!(count_keys(&raw(&dir), CF_WAL), 0, "WAL purged: the head CF alone restores");
+    let db = open(&dir);
+    assert_eq!(db.stats().series, n);
+    let one = all(&db, "a", &[eq("job", "j24999")]);
+    assert_eq!(one[0].1, vec![(0, 0.0), (1000, 24999.0), (2000, 49998.0)]);
+    assert_eq!(all(&db, "a", &[]).len(), n);
 }
 
 #[test]
@@ -421,7 +486,7 @@ fn corrupt_trailing_wal_record_is_skipped() {
         let raw = raw(&dir);
         let wal = raw.cf_handle(CF_WAL).unwrap();
         let mut rec = Vec::new();
-        crate::wal::encode(&batch("a", &l, [(3, 3.0)]), &mut rec);
+        crate::wal::encode(&batch("a", &l, [(3, 3.0)]), None, &mut rec);
         rec.truncate(rec.len() - 4); // torn write
         raw.put_cf(wal, u64_key(last + 1), &rec).unwrap();
     }

@@ -13,6 +13,7 @@ pub mod hash;
 pub mod labels;
 pub mod matcher;
 pub mod memstore;
+pub mod metadata;
 pub mod sample;
 pub mod storage;
 pub mod tenant;

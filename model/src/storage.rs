@@ -3,6 +3,12 @@
 //! in-memory [`crate::memstore::MemStore`], the RocksDB ingester, and (in a
 //! cluster) the querier's gRPC fan-out client.
 
+mod cancel;
+mod warnings;
+
+pub use cancel::{current_cancel_flag, with_cancel_flag, CancelOnDrop};
+pub use warnings::{collect_warnings, report_warning};
+
 use crate::labels::Labels;
 use crate::matcher::Matcher;
 use crate::sample::Sample;
@@ -80,6 +86,43 @@ pub trait Queryable: Send + Sync {
         hints: &SelectHints,
         matchers: &[Matcher],
     ) -> Result<Vec<String>, StorageError>;
+
+    /// Evaluates a partial aggregation next to the data (aggregation
+    /// pushdown): each part of a partitioned store (a shard) evaluates
+    /// `req.expr` over its own series and the caller merges the parts.
+    /// `None` means this storage does not push down (the engine then
+    /// selects raw series as usual); only fan-out clients implement it.
+    fn pushdown(&self, _tenant: &TenantId, _req: &PushdownRequest) -> Option<Result<Vec<PartialSeries>, StorageError>> {
+        None
+    }
+}
+
+/// A partial aggregation to evaluate on every part of a partitioned store:
+/// a PromQL aggregation (`sum|min|max|count|group [by|without (…)] (inner)`)
+/// evaluated from `start_ms` to `end_ms` every `step_ms` (`step_ms` 0: an
+/// instant evaluation at `start_ms`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushdownRequest {
+    /// The aggregation, as PromQL text.
+    pub expr: String,
+    /// First evaluation timestamp, ms.
+    pub start_ms: i64,
+    /// Last evaluation timestamp, ms.
+    pub end_ms: i64,
+    /// Step, ms (0 for one instant evaluation).
+    pub step_ms: i64,
+    /// Lookback delta of instant selectors, ms.
+    pub lookback_ms: i64,
+}
+
+/// One output series of a partial aggregation: its labels and one value per
+/// evaluation timestamp it has a value at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartialSeries {
+    /// The group's labels.
+    pub labels: Labels,
+    /// (timestamp, value) in time order.
+    pub points: Vec<Sample>,
 }
 
 /// Samples for one series in a write batch.

@@ -3,6 +3,7 @@
 //! under `/api/v1/` and `/prometheus/api/v1/`, GET and POST form bodies alike.
 
 pub mod metadata;
+pub mod metric_metadata;
 pub mod params;
 pub mod query;
 pub mod response;
@@ -30,6 +31,8 @@ pub struct QueryApi {
     pub storage: Arc<dyn Queryable>,
     /// When true, `X-Scope-OrgID` is required.
     pub multitenancy_enabled: bool,
+    /// Where `/api/v1/metadata` reads metric metadata (none: always empty).
+    pub metadata: Option<Arc<dyn aion_model::metadata::MetadataReader>>,
     requests: Family<Vec<(String, String)>, Counter>,
 }
 
@@ -38,7 +41,13 @@ impl QueryApi {
     pub fn new(engine: Engine, storage: Arc<dyn Queryable>, multitenancy_enabled: bool, registry: &mut Registry) -> Self {
         let requests = Family::<Vec<(String, String)>, Counter>::default();
         registry.register("aion_query_api_requests", "Query API requests by endpoint and outcome", requests.clone());
-        Self { engine, storage, multitenancy_enabled, requests }
+        Self { engine, storage, multitenancy_enabled, metadata: None, requests }
+    }
+
+    /// Serves `/api/v1/metadata` from `reader`.
+    pub fn with_metadata(mut self, reader: Arc<dyn aion_model::metadata::MetadataReader>) -> Self {
+        self.metadata = Some(reader);
+        self
     }
 
     /// The tenant of a request.
@@ -67,6 +76,7 @@ pub fn router(api: Arc<QueryApi>) -> Router {
         .route("/labels", get(metadata::labels).post(metadata::labels))
         .route("/label/{name}/values", get(metadata::label_values))
         .route("/status/buildinfo", get(metadata::buildinfo))
+        .route("/metadata", get(metric_metadata::metadata).post(metric_metadata::metadata))
         .route("/format_query", get(query::format_query).post(query::format_query))
         .route("/parse_query", get(query::parse_query).post(query::parse_query))
         .with_state(api);

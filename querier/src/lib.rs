@@ -7,4 +7,5 @@ pub mod api;
 pub mod config;
 pub mod engine;
 pub mod promqltest;
+pub mod pushdown;
 pub mod selector;

@@ -3,10 +3,11 @@
 //! Raft snapshot policy, and how it is flushed on shutdown.
 
 use aion_ingester::raft::{shard_tsdb_dir, MemShardData, ShardData, ShardId, ShardStateMachine, TsdbShardData};
-use aion_ingester::shards::{default_raft_config, ShardQuery};
+use aion_ingester::shards::{default_raft_config, BoxError, ShardOpener, ShardQuery};
 use aion_ingester::TsdbConfig;
 use anyhow::Context;
-use std::path::Path;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A shard state machine backend of the ingester role.
@@ -14,8 +15,9 @@ pub trait Backend: ShardData + ShardQuery + Sized {
     /// Name in logs.
     const NAME: &'static str;
 
-    /// Raft timing and snapshot policy for shards on this backend.
-    fn raft_config() -> openraft::Config;
+    /// Raft timing and snapshot policy for shards on this backend;
+    /// `snapshot_after` entries between snapshots where snapshots are used.
+    fn raft_config(snapshot_after: u64) -> openraft::Config;
 
     /// Opens (or creates) this node's state machine of `shard`.
     fn open(data_dir: &Path, shard: ShardId, cfg: &TsdbConfig) -> anyhow::Result<ShardStateMachine<Self>>;
@@ -29,7 +31,7 @@ pub trait Backend: ShardData + ShardQuery + Sized {
 impl Backend for MemShardData {
     const NAME: &'static str = "memory";
 
-    fn raft_config() -> openraft::Config {
+    fn raft_config(_: u64) -> openraft::Config {
         openraft::Config { snapshot_policy: openraft::SnapshotPolicy::Never, ..default_raft_config() }
     }
 
@@ -48,8 +50,12 @@ impl Backend for MemShardData {
 impl Backend for TsdbShardData {
     const NAME: &'static str = "tsdb";
 
-    fn raft_config() -> openraft::Config {
-        default_raft_config()
+    fn raft_config(snapshot_after: u64) -> openraft::Config {
+        openraft::Config {
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_after),
+            max_in_snapshot_log_to_keep: snapshot_after,
+            ..default_raft_config()
+        }
     }
 
     fn open(data_dir: &Path, shard: ShardId, cfg: &TsdbConfig) -> anyhow::Result<ShardStateMachine<Self>> {
@@ -62,5 +68,36 @@ impl Backend for TsdbShardData {
     fn flush(&self) -> anyhow::Result<()> {
         self.tsdb().flush().context("flushing shard TSDB")?;
         Ok(())
+    }
+}
+
+/// Opens and removes shard replicas of backend `B` under the data dir (the
+/// [`ShardOpener`] of the node's `ShardHost`): state lives in
+/// `<data>/shards/<id>/`, which a dropped replica deletes.
+pub struct BackendOpener<B> {
+    data_dir: PathBuf,
+    cfg: TsdbConfig,
+    _backend: PhantomData<fn() -> B>,
+}
+
+impl<B: Backend> BackendOpener<B> {
+    /// The opener of replicas under `data_dir` with TSDB settings `cfg`.
+    pub fn new(data_dir: &Path, cfg: &TsdbConfig) -> Self {
+        Self { data_dir: data_dir.to_path_buf(), cfg: cfg.clone(), _backend: PhantomData }
+    }
+}
+
+impl<B: Backend> ShardOpener<B> for BackendOpener<B> {
+    fn open(&self, shard: ShardId) -> Result<ShardStateMachine<B>, BoxError> {
+        B::open(&self.data_dir, shard, &self.cfg).map_err(|e| format!("{e:#}").into())
+    }
+
+    fn remove(&self, shard: ShardId) -> Result<(), BoxError> {
+        let dir = self.data_dir.join("shards").join(shard.to_string());
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("deleting {}: {e}", dir.display()).into()),
+        }
     }
 }

@@ -87,6 +87,34 @@ impl IngesterProc {
         ureq_get(&format!("{}/metrics", self.http)).map(|(_, b)| b).unwrap_or_default()
     }
 
+    /// Adds a command-line flag for the next (re)start.
+    pub fn add_arg(&mut self, arg: &str) {
+        self.args.push(arg.to_string());
+    }
+
+    /// Deletes its whole data dir (it must be stopped).
+    pub fn wipe_data_dir(&mut self) {
+        assert!(self.child.is_none(), "ingester {} is still running", self.id);
+        std::fs::remove_dir_all(&self.data_dir).expect("wipe data dir");
+    }
+
+    /// `POST` to the admin API (`path` with query); (status, body).
+    pub fn admin_post(&self, path_and_query: &str) -> (u16, String) {
+        super::http_request("POST", &format!("{}{path_and_query}", self.http), &[], b"").expect("admin POST")
+    }
+
+    /// Sum of a per-shard counter/gauge family in `/metrics` over the given shards.
+    pub fn metric_sum(&self, name: &str, shards: &[u64]) -> f64 {
+        let body = self.metrics();
+        shards
+            .iter()
+            .filter_map(|s| {
+                let prefix = format!("{name}{{shard=\"{s}\"}} ");
+                body.lines().find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.trim().parse::<f64>().ok()))
+            })
+            .sum()
+    }
+
     /// `GET /admin/shards` as JSON.
     pub fn admin_shards(&self) -> Option<serde_json::Value> {
         let (code, body) = ureq_get(&format!("{}/admin/shards", self.http)).ok()?;
@@ -109,6 +137,8 @@ pub struct Cluster {
     pub nodes: BTreeMap<u64, IngesterProc>,
     /// Number of shards.
     pub shards: u64,
+    rf: usize,
+    extra: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -120,36 +150,55 @@ impl Cluster {
         let ports: Vec<(u64, u16, u16)> = (1..=n).map(|id| (id, free_port(), free_port())).collect();
         let peers: Vec<String> = ports.iter().map(|(id, g, _)| format!("{id}=127.0.0.1:{g}")).collect();
         let peers = peers.join(",");
-        let mut nodes = BTreeMap::new();
+        let mut cluster = Cluster { nodes: BTreeMap::new(), shards, rf, extra: extra.iter().map(|s| s.to_string()).collect(), _dir: dir };
         for (id, g, h) in ports {
-            let data_dir = dir.path().join(format!("node{id}"));
-            let mut args = vec![
-                "--target=ingester".to_string(),
-                format!("--ingester.node-id={id}"),
-                format!("--ingester.peers={peers}"),
-                format!("--ingester.shards={shards}"),
-                format!("--ingester.replication-factor={rf}"),
-                format!("--grpc.listen-address=127.0.0.1:{g}"),
-                format!("--http.listen-address=127.0.0.1:{h}"),
-                format!("--data.dir={}", data_dir.display()),
-                "--log.level=info,openraft=warn".to_string(),
-            ];
-            args.extend(extra.iter().map(|s| s.to_string()));
-            let mut p = IngesterProc {
-                id,
-                grpc: format!("127.0.0.1:{g}"),
-                http: format!("http://127.0.0.1:{h}"),
-                data_dir,
-                args,
-                child: None,
-            };
-            p.spawn();
-            nodes.insert(id, p);
+            let p = cluster.spawn_node(id, g, h, &peers, &[]);
+            cluster.nodes.insert(id, p);
         }
-        for p in nodes.values_mut() {
+        for p in cluster.nodes.values_mut() {
             p.wait_ready();
         }
-        Cluster { nodes, shards, _dir: dir }
+        cluster
+    }
+
+    fn spawn_node(&self, id: u64, g: u16, h: u16, peers: &str, more: &[&str]) -> IngesterProc {
+        let data_dir = self._dir.path().join(format!("node{id}"));
+        let mut args = vec![
+            "--target=ingester".to_string(),
+            format!("--ingester.node-id={id}"),
+            format!("--ingester.peers={peers}"),
+            format!("--ingester.shards={}", self.shards),
+            format!("--ingester.replication-factor={}", self.rf),
+            format!("--grpc.listen-address=127.0.0.1:{g}"),
+            format!("--http.listen-address=127.0.0.1:{h}"),
+            format!("--data.dir={}", data_dir.display()),
+            "--log.level=info,openraft=warn".to_string(),
+        ];
+        args.extend(self.extra.iter().cloned());
+        args.extend(more.iter().map(|s| s.to_string()));
+        let mut p = IngesterProc {
+            id,
+            grpc: format!("127.0.0.1:{g}"),
+            http: format!("http://127.0.0.1:{h}"),
+            data_dir,
+            args,
+            child: None,
+        };
+        p.spawn();
+        p
+    }
+
+    /// Starts one more ingester (next id) with `--ingester.join`: it knows
+    /// every node, hosts no shard until a replica is moved to it. Returns its id.
+    pub fn add_joining_node(&mut self) -> u64 {
+        let id = self.nodes.keys().max().copied().unwrap_or(0) + 1;
+        let (g, h) = (free_port(), free_port());
+        let mut peers: Vec<String> = self.nodes.values().map(|p| format!("{}={}", p.id, p.grpc)).collect();
+        peers.push(format!("{id}=127.0.0.1:{g}"));
+        let mut p = self.spawn_node(id, g, h, &peers.join(","), &["--ingester.join"]);
+        p.wait_ready();
+        self.nodes.insert(id, p);
+        id
     }
 
     /// gRPC addresses of every node, by id.
@@ -267,7 +316,8 @@ impl ClusterClient {
                     continue;
                 }
                 Ok(pb::push_response::Outcome::NotLeader(nl)) => format!("node {node}: not leader, hint {nl:?}"),
-                // `Unknown` is what tonic reports when the connection dies mid-call.
+                // `Unknown` is what tonic reports when the connection dies mid-call;
+                // `NotFound`: that node does not host the shard (moved away / not yet).
                 Err(s)
                     if matches!(
                         s.code(),
@@ -275,6 +325,7 @@ impl ClusterClient {
                             | tonic::Code::Cancelled
                             | tonic::Code::DeadlineExceeded
                             | tonic::Code::Unknown
+                            | tonic::Code::NotFound
                     ) =>
                 {
                     format!("node {node}: {:?}: {}", s.code(), s.message())
@@ -291,6 +342,12 @@ impl ClusterClient {
 
     /// One Select of all of `shard`'s series on `node` (no redirect handling).
     pub async fn select_once(&self, node: u64, shard: u64) -> Result<Vec<Series>, tonic::Status> {
+        self.select_on(node, shard, false).await
+    }
+
+    /// One Select on `node`; with `follower_read` a follower answers from
+    /// its applied state (possibly stale) instead of redirecting.
+    pub async fn select_on(&self, node: u64, shard: u64, follower_read: bool) -> Result<Vec<Series>, tonic::Status> {
         let req = pb::SelectRequest {
             shard,
             tenant: "t1".into(),
@@ -301,6 +358,7 @@ impl ClusterClient {
             }],
             start_ms: i64::MIN,
             end_ms: i64::MAX,
+            allow_follower_read: follower_read,
         };
         let mut c = self.clients[&node].clone();
         let mut stream = c.select(req).await?.into_inner();

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod distributor;
+pub mod local_cluster;
 pub mod peers;
 
 use aion_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};

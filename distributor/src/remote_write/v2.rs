@@ -1,10 +1,11 @@
 //! Remote write 2.0: decoding an `io.prometheus.write.v2.Request` (snappy
 //! block, symbol table) and resolving it into the 1.0 [`WriteRequest`] form the
-//! push pipeline validates and stores. Exemplars and metadata are accepted but
-//! not stored; native histograms are counted and reported as unsupported.
+//! push pipeline validates and stores. Per-series metadata becomes 1.0
+//! metadata of the series' metric name; exemplars are accepted but not
+//! stored; native histograms are counted and reported as unsupported.
 
 use crate::error::{DistributorError, Result};
-use aion_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+use aion_proto::prometheus::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest};
 use aion_proto::write_v2::{Request, TimeSeries as V2Series};
 use prost::Message;
 
@@ -46,6 +47,11 @@ pub fn resolve(req: Request) -> Result<Resolved> {
             out.histogram_series.push(i);
         }
         let labels = resolve_labels(&req.symbols, &ts, i)?;
+        if let Some(md) = series_metadata(&req.symbols, &ts, &labels) {
+            if !out.write.metadata.contains(&md) {
+                out.write.metadata.push(md);
+            }
+        }
         if ts.samples.is_empty() {
             continue;
         }
@@ -53,6 +59,24 @@ pub fn resolve(req: Request) -> Result<Resolved> {
         out.write.timeseries.push(TimeSeries { labels, samples, ..Default::default() });
     }
     Ok(out)
+}
+
+/// The series' metadata (type, help, unit) as a 1.0 entry for its metric
+/// name, when it carries any. Bad help/unit references are ignored
+/// (metadata is advisory; the samples still count).
+fn series_metadata(symbols: &[String], ts: &V2Series, labels: &[Label]) -> Option<MetricMetadata> {
+    let md = ts.metadata.as_ref()?;
+    if md.r#type == 0 && md.help_ref == 0 && md.unit_ref == 0 {
+        return None;
+    }
+    let name = labels.iter().find(|l| l.name == "__name__")?;
+    let sym = |r: u32| symbols.get(r as usize).cloned().unwrap_or_default();
+    Some(MetricMetadata {
+        r#type: md.r#type,
+        metric_family_name: name.value.clone(),
+        help: sym(md.help_ref),
+        unit: sym(md.unit_ref),
+    })
 }
 
 /// The labels of series `index`, resolved through `symbols`.
@@ -112,6 +136,11 @@ mod tests {
         let labels: Vec<(&str, &str)> = ts.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
         assert_eq!(labels, vec![("__name__", "up"), ("job", "a")]);
         assert_eq!(ts.samples, vec![Sample { value: 1.5, timestamp: 1000 }, Sample { value: 2.5, timestamp: 2000 }]);
+        assert_eq!(
+            r.write.metadata,
+            vec![MetricMetadata { r#type: 2, metric_family_name: "up".into(), help: String::new(), unit: String::new() }],
+            "per-series metadata becomes metadata of the metric name"
+        );
     }
 
     #[test]

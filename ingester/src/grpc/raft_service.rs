@@ -1,8 +1,9 @@
-//! The `Raft` transport service: decodes a shard's openraft RPC (serde
-//! JSON), hands it to that shard's Raft on this node and encodes the outcome.
+//! The `Raft` transport service: decodes a shard's openraft RPC (binary
+//! `AppendEntries` per `raft/wire.rs`, or serde JSON), hands it to that
+//! shard's Raft on this node and encodes the outcome (JSON).
 
 use super::server::IngesterService;
-use crate::raft::ShardData;
+use crate::raft::{wire, ShardData};
 use crate::shards::ShardQuery;
 use aion_proto::ingester::raft_server::Raft;
 use aion_proto::ingester::{raft_reply, RaftReply, RaftRequest};
@@ -41,7 +42,16 @@ impl<S: ShardData + ShardQuery> Raft for IngesterService<S> {
     ) -> Result<Response<RaftReply>, Status> {
         let req = req.into_inner();
         let shard = self.shard(req.shard_id)?;
-        let rpc = decode(&req, "append-entries")?;
+        let rpc = if wire::is_binary_append(&req.payload) {
+            wire::decode_append(&req.payload).map_err(|e| {
+                Status::invalid_argument(format!(
+                    "shard {}: undecodable append-entries request: {e}",
+                    req.shard_id
+                ))
+            })?
+        } else {
+            decode(&req, "append-entries")?
+        };
         reply(req.shard_id, shard.raft.append_entries(rpc).await)
     }
 

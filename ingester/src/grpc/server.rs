@@ -8,6 +8,7 @@ use crate::shards::{HostedShard, ShardHost, ShardQuery};
 use aion_model::storage::StorageError;
 use aion_proto::ingester as pb;
 use aion_proto::ingester::ingester_server::{Ingester, IngesterServer};
+use aion_proto::ingester::admin_server::AdminServer;
 use aion_proto::ingester::raft_server::RaftServer;
 use openraft::error::{ForwardToLeader, RaftError};
 use openraft::BasicNode;
@@ -111,8 +112,20 @@ impl<S: ShardData + ShardQuery> IngesterService<S> {
         T: Send + 'static,
         F: FnOnce(&dyn aion_model::storage::Queryable) -> Result<T, StorageError> + Send + 'static,
     {
+        self.read_with(shard, false, f).await
+    }
+
+    /// Like [`Self::read`]; with `follower_ok` a follower serves its applied
+    /// state without confirming leadership (possibly stale).
+    async fn read_with<T, F>(&self, shard: ShardId, follower_ok: bool, f: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn aion_model::storage::Queryable) -> Result<T, StorageError> + Send + 'static,
+    {
         let hosted = self.shard(shard)?;
-        self.linearize(&hosted).await?;
+        if !follower_ok {
+            self.linearize(&hosted).await?;
+        }
         tokio::task::spawn_blocking(move || f(hosted.data.queryable()))
             .await
             .map_err(|e| Status::internal(format!("shard {shard}: read task failed: {e}")))?
@@ -190,7 +203,12 @@ impl<S: ShardData + ShardQuery> Ingester for IngesterService<S> {
             self.config.write_timeout,
             shard.raft.client_write(ShardWrite(batch)),
         );
-        let outcome = match write.await {
+        let started = std::time::Instant::now();
+        let written = write.await;
+        if matches!(written, Ok(Ok(_))) {
+            shard.stats.observe_commit(started.elapsed());
+        }
+        let outcome = match written {
             Err(_) => {
                 return Err(Status::unavailable(format!(
                     "shard {}: write not committed within {:?} (no quorum of replicas reachable?); \
@@ -232,7 +250,9 @@ impl<S: ShardData + ShardQuery> Ingester for IngesterService<S> {
         let matchers = convert::matchers_from_pb(&req.matchers).map_err(invalid)?;
         let hints = convert::hints(req.start_ms, req.end_ms).map_err(invalid)?;
         let series = self
-            .read(req.shard, move |q| q.select(&tenant, &hints, &matchers))
+            .read_with(req.shard, req.allow_follower_read, move |q| {
+                q.select(&tenant, &hints, &matchers)
+            })
             .await?;
         let messages: Vec<Result<pb::SelectResponse, Status>> = series
             .chunks(SERIES_PER_MESSAGE)
@@ -295,16 +315,32 @@ pub async fn serve<S: ShardData + ShardQuery>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with(host, config, listener, shutdown, |r| r).await
+}
+
+/// [`serve`], plus the services `extend` adds to the router (the binary
+/// adds ones implemented by other crates: metric metadata, aggregation
+/// pushdown).
+pub async fn serve_with<S: ShardData + ShardQuery>(
+    host: Arc<ShardHost<S>>,
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    extend: impl FnOnce(tonic::transport::server::Router) -> tonic::transport::server::Router,
+) -> Result<(), tonic::transport::Error> {
     let svc = IngesterService::new(host, config);
     let ingester = IngesterServer::new(svc.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let admin = AdminServer::new(svc.clone());
     let raft = RaftServer::new(svc)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .add_service(ingester)
         .add_service(raft)
+        .add_service(admin);
+    extend(router)
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,

@@ -12,7 +12,9 @@
 //! stale value after a crash only makes openraft re-apply less eagerly.
 
 use super::codec::{self, CodecError};
+use super::metrics::ShardRaftStats;
 use super::{NodeId, ShardId, TypeConfig};
+use std::collections::BTreeSet;
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
     AnyError, Entry, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote,
@@ -32,6 +34,33 @@ pub const CF_RAFT_META: &str = "raft_meta";
 const META_VOTE: u8 = 1;
 const META_COMMITTED: u8 = 2;
 const META_PURGED: u8 = 3;
+
+/// Key (in `raft_meta`) of the node's hosted shard set: shard id `u64::MAX`
+/// (reserved, never a real shard) and tag `0xff`.
+const HOSTED_SHARDS_KEY: [u8; 9] = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+/// Version byte of the hosted shard set value.
+const HOSTED_SHARDS_VERSION: u8 = 1;
+
+/// Decodes `version u8 | shard u64 BE *`.
+fn decode_hosted(raw: &[u8]) -> std::result::Result<BTreeSet<ShardId>, CodecError> {
+    let (version, body) = raw.split_first().ok_or_else(|| CodecError("empty hosted shard set".into()))?;
+    if *version != HOSTED_SHARDS_VERSION {
+        return Err(CodecError(format!(
+            "hosted shard set version {version}, this build reads {HOSTED_SHARDS_VERSION}"
+        )));
+    }
+    if body.len() % 8 != 0 {
+        return Err(CodecError(format!("hosted shard set of {} bytes is not a multiple of 8", body.len())));
+    }
+    Ok(body
+        .chunks_exact(8)
+        .map(|c| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            u64::from_be_bytes(b)
+        })
+        .collect())
+}
 
 /// Failures of the Raft log DB.
 #[derive(Debug, Error)]
@@ -139,7 +168,45 @@ impl RaftLogDb {
         ShardLogStore {
             db: Arc::clone(&self.db),
             shard,
+            stats: None,
         }
+    }
+
+    /// The set of shards this node hosts, as last saved; `None` when never
+    /// saved (a node's first start).
+    pub fn hosted_shards(&self) -> Result<Option<BTreeSet<ShardId>>> {
+        let cf = self
+            .db
+            .cf_handle(CF_RAFT_META)
+            .ok_or(RaftLogError::MissingColumnFamily(CF_RAFT_META))?;
+        let raw = self
+            .db
+            .get_cf(cf, HOSTED_SHARDS_KEY)
+            .map_err(|source| RaftLogError::Rocks { shard: u64::MAX, op: "read hosted shards", source })?;
+        let Some(raw) = raw else { return Ok(None) };
+        decode_hosted(&raw).map(Some).map_err(|source| RaftLogError::Codec {
+            shard: u64::MAX,
+            what: "hosted shard set".into(),
+            source,
+        })
+    }
+
+    /// Saves (synced) the set of shards this node hosts.
+    pub fn save_hosted_shards(&self, shards: &BTreeSet<ShardId>) -> Result<()> {
+        let cf = self
+            .db
+            .cf_handle(CF_RAFT_META)
+            .ok_or(RaftLogError::MissingColumnFamily(CF_RAFT_META))?;
+        let mut buf = Vec::with_capacity(1 + 8 * shards.len());
+        buf.push(HOSTED_SHARDS_VERSION);
+        for s in shards {
+            buf.extend_from_slice(&s.to_be_bytes());
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db
+            .put_cf_opt(cf, HOSTED_SHARDS_KEY, buf, &opts)
+            .map_err(|source| RaftLogError::Rocks { shard: u64::MAX, op: "write hosted shards", source })
     }
 
     /// The underlying DB.
@@ -154,9 +221,16 @@ impl RaftLogDb {
 pub struct ShardLogStore {
     db: Arc<DB>,
     shard: ShardId,
+    stats: Option<Arc<ShardRaftStats>>,
 }
 
 impl ShardLogStore {
+    /// This store, recording the committed index into `stats` as well.
+    pub fn with_stats(mut self, stats: Arc<ShardRaftStats>) -> Self {
+        self.stats = Some(stats);
+        self
+    }
+
     /// The shard this store belongs to.
     pub fn shard_id(&self) -> ShardId {
         self.shard
@@ -364,6 +438,9 @@ impl RaftLogStorage<TypeConfig> for ShardLogStore {
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> std::result::Result<(), StorageError<NodeId>> {
+        if let Some(stats) = &self.stats {
+            stats.set_committed(committed.map_or(0, |c| c.index));
+        }
         let mut buf = Vec::with_capacity(26);
         codec::encode_opt_log_id(committed.as_ref(), &mut buf);
         let cf = self.cf(CF_RAFT_META).map_err(write_err)?;
@@ -466,6 +543,24 @@ mod tests {
             ]
         );
         assert!(meta_key(1, META_PURGED) < meta_key(2, META_VOTE));
+    }
+
+    #[test]
+    fn hosted_shard_set_survives_reopen_and_a_shard_destroy() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RaftLogDb::open(dir.path()).unwrap();
+        assert_eq!(db.hosted_shards().unwrap(), None);
+        db.save_hosted_shards(&BTreeSet::new()).unwrap();
+        assert_eq!(db.hosted_shards().unwrap(), Some(BTreeSet::new()));
+        let set = BTreeSet::from([0, 7, 15]);
+        db.save_hosted_shards(&set).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(db.shard(15).destroy()).unwrap();
+        drop(db);
+        let db = RaftLogDb::open(dir.path()).unwrap();
+        assert_eq!(db.hosted_shards().unwrap(), Some(set));
+        assert!(decode_hosted(&[2, 0]).is_err());
+        assert!(decode_hosted(&[1, 0, 0]).is_err());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! openraft's network over tonic gRPC: every shard's Raft RPCs to a peer go
 //! through ONE cached [`Channel`] per peer address (HTTP/2 multiplexes the
 //! calls), tagged with the shard id (`proto/aion/ingester.proto`, service
-//! `Raft`). Requests and responses are openraft's serde types as JSON.
+//! `Raft`). `AppendEntries` requests use the binary form of
+//! [`wire`](super::wire); every other request and all responses are
+//! openraft's serde types as JSON.
 //!
 //! Error mapping, so elections proceed when a peer is down: a connect
 //! failure or gRPC `UNAVAILABLE` is [`Unreachable`] (openraft backs off), a
@@ -9,7 +11,7 @@
 //! [`NetworkError`], and an error the peer's Raft returned is a
 //! [`RemoteError`].
 
-use super::{NodeId, ShardId, TypeConfig};
+use super::{wire, NodeId, ShardId, TypeConfig};
 use aion_proto::ingester::raft_client::RaftClient;
 use aion_proto::ingester::{raft_reply, RaftReply, RaftRequest};
 use openraft::error::{
@@ -190,6 +192,20 @@ impl GrpcNetwork {
         E: std::error::Error + DeserializeOwned,
     {
         let payload = serde_json::to_vec(req).map_err(|e| self.codec_err(e))?;
+        self.call_raw(rpc, payload, ttl).await
+    }
+
+    /// Sends an already encoded request `payload` as `rpc`; decodes the reply.
+    async fn call_raw<Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        payload: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Resp, RpcErr<E>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let mut client = match &self.client {
             Ok(c) => c.clone(),
             Err(e) => return Err(RPCError::Unreachable(Unreachable::new(e))),
@@ -286,7 +302,9 @@ impl RaftNetwork<TypeConfig> for GrpcNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
-        self.call(Rpc::Append, &rpc, option.hard_ttl()).await
+        let mut payload = Vec::with_capacity(256);
+        wire::encode_append(&rpc, &mut payload);
+        self.call_raw(Rpc::Append, payload, option.hard_ttl()).await
     }
 
     async fn install_snapshot(

@@ -14,6 +14,7 @@
 //! resumes from there.
 
 use super::codec::{self, SnapshotParts};
+use super::metrics::ShardRaftStats;
 use super::{NodeId, TypeConfig, WriteSummary};
 use aion_model::memstore::MemStore;
 use aion_model::storage::{
@@ -176,6 +177,7 @@ struct Applied {
 pub struct ShardStateMachine<S: ShardData> {
     data: Arc<S>,
     applied: Arc<Mutex<Applied>>,
+    stats: Arc<ShardRaftStats>,
 }
 
 impl<S: ShardData> ShardStateMachine<S> {
@@ -184,6 +186,7 @@ impl<S: ShardData> ShardStateMachine<S> {
         Self {
             data,
             applied: Arc::new(Mutex::new(Applied::default())),
+            stats: ShardRaftStats::new(),
         }
     }
 
@@ -205,6 +208,11 @@ impl<S: ShardData> ShardStateMachine<S> {
         &self.data
     }
 
+    /// Counters of this shard replica (shared with its host's metrics).
+    pub fn stats(&self) -> &Arc<ShardRaftStats> {
+        &self.stats
+    }
+
     /// Log id of the last applied entry.
     pub fn last_applied(&self) -> Option<LogId<NodeId>> {
         self.applied.lock().last_applied
@@ -221,6 +229,7 @@ pub struct ShardSnapshotBuilder {
     membership: StoredMembership<NodeId, BasicNode>,
     bytes: Result<Vec<u8>, ModelError>,
     applied: Arc<Mutex<Applied>>,
+    stats: Arc<ShardRaftStats>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
@@ -230,6 +239,7 @@ impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
             .as_ref()
             .map_err(|e| StorageIOError::read_state_machine(AnyError::new(e)))?
             .clone();
+        self.stats.snapshot_built();
         let mut applied = self.applied.lock();
         applied.snapshots_built += 1;
         let snapshot_id = match self.last_applied {
@@ -309,6 +319,7 @@ impl<S: ShardData> RaftStateMachine<TypeConfig> for ShardStateMachine<S> {
             membership,
             bytes,
             applied: Arc::clone(&self.applied),
+            stats: Arc::clone(&self.stats),
         }
     }
 
@@ -327,6 +338,7 @@ impl<S: ShardData> RaftStateMachine<TypeConfig> for ShardStateMachine<S> {
         self.data
             .install_snapshot_bytes(meta.last_log_id, &bytes)
             .map_err(|e| sm_err(format!("installing snapshot {}: {e}", meta.snapshot_id)))?;
+        self.stats.snapshot_installed();
         let mut a = self.applied.lock();
         a.last_applied = meta.last_log_id;
         a.membership = meta.last_membership.clone();
@@ -345,6 +357,16 @@ impl<S: ShardData> RaftStateMachine<TypeConfig> for ShardStateMachine<S> {
             snapshot: Box::new(Cursor::new(s.bytes)),
         }))
     }
+}
+
+/// Every series of `tenant` in `store`, as one write batch (for snapshot dumps).
+pub(crate) fn dump_tenant<Q: Queryable + ?Sized>(store: &Q, tenant: TenantId) -> Result<WriteBatch, ModelError> {
+    let series = store
+        .select(&tenant, &SelectHints::all(), &[])?
+        .into_iter()
+        .map(|s| SeriesSamples { labels: s.labels, samples: s.samples })
+        .collect();
+    Ok(WriteBatch { tenant, series })
 }
 
 #[cfg(test)]
@@ -451,14 +473,4 @@ mod tests {
         assert!(err.to_string().contains("claims last log id"), "{err}");
         assert_eq!(other.last_applied(), None);
     }
-}
-
-/// Every series of `tenant` in `store`, as one write batch (for snapshot dumps).
-pub(crate) fn dump_tenant<Q: Queryable + ?Sized>(store: &Q, tenant: TenantId) -> Result<WriteBatch, ModelError> {
-    let series = store
-        .select(&tenant, &SelectHints::all(), &[])?
-        .into_iter()
-        .map(|s| SeriesSamples { labels: s.labels, samples: s.samples })
-        .collect();
-    Ok(WriteBatch { tenant, series })
 }

@@ -8,7 +8,7 @@
 
 use super::{Inner, Tsdb};
 use crate::error::{IngesterError, Result};
-use crate::head::ApplyWrites;
+use crate::head::{ApplyWrites, SeriesHint};
 use crate::head::Head;
 use crate::keys::{
     block_start, chunk_key, postings_key, u64_key, CF_CHUNKS, CF_META, CF_POSTINGS, CF_SERIES,
@@ -81,8 +81,10 @@ impl Inner {
             return Ok(AppendOutcome::default());
         }
         self.check_failed()?;
-        let mut buf = Vec::with_capacity(64);
-        wal::encode(batch, &mut buf);
+        // Known series go into the WAL record by ref, and the apply reuses the look-up.
+        let hints = self.head.read().resolve(batch);
+        let mut buf = Vec::new();
+        wal::encode(batch, Some(&hints), &mut buf);
         let seq = self.seq.reserve();
         let mut opts = WriteOptions::default();
         opts.set_sync(self.cfg.wal_sync);
@@ -93,7 +95,7 @@ impl Inner {
         let _turn = self.seq.wait_turn(seq);
         written?;
         self.check_failed()?;
-        let out = self.apply_record(seq, batch, buf.len() as u64)?;
+        let out = self.apply_hinted(seq, batch, Some(&hints), buf.len() as u64)?;
         self.metrics.batches_appended.inc();
         self.metrics.samples_appended.inc_by(out.appended);
         self.metrics
@@ -114,9 +116,21 @@ impl Inner {
         batch: &WriteBatch,
         wal_len: u64,
     ) -> Result<AppendOutcome> {
+        self.apply_hinted(seq, batch, None, wal_len)
+    }
+
+    /// [`Inner::apply_record`] with the series look-ups done under the read
+    /// lock before the WAL write (`Head::resolve`).
+    fn apply_hinted(
+        &self,
+        seq: u64,
+        batch: &WriteBatch,
+        hints: Option<&[SeriesHint]>,
+        wal_len: u64,
+    ) -> Result<AppendOutcome> {
         let mut head = self.head.write();
         let mut writes = ApplyWrites::default();
-        let out = head.apply(batch, &mut writes);
+        let out = head.apply(batch, hints, &mut writes);
         head.applied_seq = seq;
         self.wal_sizes.lock().push_back((seq, wal_len));
         self.metrics.wal_bytes.inc_by(wal_len as i64);

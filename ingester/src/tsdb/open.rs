@@ -160,7 +160,11 @@ impl Inner {
                 continue;
             };
             last = last.max(seq);
-            match wal::decode(&v) {
+            let decoded = {
+                let head = self.head.read();
+                wal::decode(&v, |r| head.labels_of(r))
+            };
+            match decoded {
                 Ok(batch) => {
                     self.apply_record(seq, &batch, v.len() as u64)?;
                     replayed += 1;

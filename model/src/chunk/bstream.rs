@@ -151,14 +151,21 @@ impl<'a> BitReader<'a> {
             self.avail += bits;
             self.pos += take as usize;
         } else {
-            while self.avail <= 56 {
-                let Some(&b) = self.buf.get(self.pos) else {
-                    break;
-                };
-                self.acc |= u64::from(b) << (56 - self.avail);
-                self.avail += 8;
-                self.pos += 1;
-            }
+            self.refill_tail();
+        }
+    }
+
+    /// [`Self::refill`] within the last 8 bytes: byte by byte.
+    #[cold]
+    #[inline(never)]
+    fn refill_tail(&mut self) {
+        while self.avail <= 56 {
+            let Some(&b) = self.buf.get(self.pos) else {
+                break;
+            };
+            self.acc |= u64::from(b) << (56 - self.avail);
+            self.avail += 8;
+            self.pos += 1;
         }
     }
 
@@ -213,10 +220,25 @@ impl<'a> BitReader<'a> {
     #[inline]
     pub fn read_bits(&mut self, n: u32) -> Result<u64> {
         if n > 56 {
-            let hi = self.read_bits(n - 32)?;
-            let lo = self.read_bits(32)?;
-            return Ok((hi << 32) | lo);
+            return self.read_bits_wide(n);
         }
+        self.read_bits_short(n)
+    }
+
+    /// [`Self::read_bits`] for `n` in 57..=64: two reads (the accumulator
+    /// holds at least 57 bits after a refill). Kept out of line so that the
+    /// common path, free of recursion, inlines into decoders.
+    #[inline(never)]
+    fn read_bits_wide(&mut self, n: u32) -> Result<u64> {
+        let hi = self.read_bits_short(n - 32)?;
+        let lo = self.read_bits_short(32)?;
+        Ok((hi << 32) | lo)
+    }
+
+    /// [`Self::read_bits`] for `n` in 0..=56.
+    #[inline(always)]
+    fn read_bits_short(&mut self, n: u32) -> Result<u64> {
+        debug_assert!(n <= 56);
         if n == 0 {
             return Ok(0);
         }
@@ -233,6 +255,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// Reads a varint written by [`BitWriter::write_uvarint`].
+    #[inline]
     pub fn read_uvarint(&mut self) -> Result<u64> {
         let mut v = 0u64;
         for i in 0..10 {

@@ -259,6 +259,25 @@ mod tests {
     }
 
     #[test]
+    fn decode_range_into_matches_the_iterator() {
+        let samples: Vec<(i64, f64)> = (0..200).map(|i| (i * 15_000 + i % 7, (i * i) as f64 / 3.0)).collect();
+        let c = encode(&samples);
+        for (start, end) in [(0, i64::MAX), (30_000, 90_000), (-5, -1), (2_985_000, i64::MAX), (i64::MIN, 0)] {
+            let want: Vec<Sample> = c.iter().map(|s| s.unwrap()).filter(|s| s.t >= start && s.t <= end).collect();
+            let mut got = vec![Sample::new(-1, 0.0)];
+            c.iter().decode_range_into(start, end, &mut got).unwrap();
+            assert_eq!(&got[1..], &want[..], "{start}..={end}");
+            assert_eq!(got[0], Sample::new(-1, 0.0), "appends, never clears");
+        }
+        let bytes = c.bytes();
+        let mut got = Vec::new();
+        let truncated = XorIter::new(&bytes[..bytes.len() / 2]).decode_range_into(0, i64::MAX, &mut got);
+        assert!(truncated.is_err());
+        assert!(!got.is_empty() && got.len() < samples.len(), "samples before the damage are kept");
+        assert!(XorIter::new(&[0xff]).decode_range_into(0, i64::MAX, &mut Vec::new()).is_err());
+    }
+
+    #[test]
     fn empty_chunk_has_header_only() {
         let c = XorChunk::new();
         assert_eq!(c.bytes(), &[FORMAT_XOR_V1_COUNT16, 0, 0]);

@@ -69,16 +69,21 @@ where
     }
     let (h, lim) = (hints(p)?, limit(p)?);
     let api2 = api.clone();
-    let all = tokio::task::spawn_blocking(move || {
-        let mut all = BTreeSet::new();
-        for set in &sets {
-            all.extend(f(api2.storage.as_ref(), &tenant, &h, set).map_err(storage_err)?);
-        }
-        Ok::<_, ApiError>(all)
+    let (all, storage_warnings) = tokio::task::spawn_blocking(move || {
+        let (r, warnings) = aion_model::storage::collect_warnings(|| {
+            let mut all = BTreeSet::new();
+            for set in &sets {
+                all.extend(f(api2.storage.as_ref(), &tenant, &h, set).map_err(storage_err)?);
+            }
+            Ok::<_, ApiError>(all)
+        });
+        r.map(|all| (all, warnings))
     })
     .await
     .unwrap_or_else(|e| Err(ApiError::internal(format!("storage call panicked: {e}"))))?;
-    Ok(truncate(all.into_iter().collect(), lim))
+    let (list, mut warnings) = truncate(all.into_iter().collect(), lim);
+    warnings.extend(storage_warnings);
+    Ok((list, warnings))
 }
 
 fn finish(api: &QueryApi, endpoint: &str, r: Result<(String, Vec<String>), ApiError>) -> Response {

@@ -32,11 +32,34 @@ fn timeout_param(p: &Params) -> Result<Option<i64>, ApiError> {
     }
 }
 
-fn respond(api: &QueryApi, endpoint: &str, r: Result<QueryResult, ApiError>) -> Response {
+/// Whether the request asks for `stats` (any non-empty value, as Prometheus).
+fn wants_stats(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> bool {
+    Params::from_request(method, uri, headers, body).get("stats").is_some_and(|s| !s.is_empty())
+}
+
+/// `data` (`{"resultType":…,"result":…}`) with Prometheus's `stats` object added.
+/// Only evaluation is timed (preparation and queueing are reported as 0); the
+/// engine counts samples loaded, reported as both total and peak (an upper bound).
+fn with_stats(mut data: String, res: &QueryResult, took: std::time::Duration) -> String {
+    let secs = took.as_secs_f64();
+    let n = res.total_samples;
+    data.pop();
+    data.push_str(&format!(
+        ",\"stats\":{{\"timings\":{{\"evalTotalTime\":{secs},\"resultSortTime\":0,\"queryPreparationTime\":0,\"innerEvalTime\":{secs},\"execQueueTime\":0,\"execTotalTime\":{secs}}},\"samples\":{{\"totalQueryableSamples\":{n},\"peakSamples\":{n}}}}}}}"
+    ));
+    data
+}
+
+fn respond(api: &QueryApi, endpoint: &str, r: Result<QueryResult, ApiError>, stats: Option<std::time::Duration>) -> Response {
     match r {
         Ok(res) => {
             api.count(endpoint, "success");
-            success(&encode_value(&res.value), &res.warnings, &res.infos)
+            let data = encode_value(&res.value);
+            let data = match stats {
+                Some(took) => with_stats(data, &res, took),
+                None => data,
+            };
+            success(&data, &res.warnings, &res.infos)
         }
         Err(e) => {
             api.count(endpoint, e.error_type);
@@ -49,7 +72,19 @@ async fn run_blocking<F>(f: F) -> Result<QueryResult, ApiError>
 where
     F: FnOnce() -> Result<QueryResult, EngineError> + Send + 'static,
 {
-    match tokio::task::spawn_blocking(f).await {
+    // Storage warnings (e.g. shards skipped under partial responses) join the engine's;
+    // if the client goes away (this future is dropped) storage sees the query canceled.
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _cancel_on_drop = aion_model::storage::CancelOnDrop(flag.clone());
+    let run = move || {
+        let (r, storage_warnings) =
+            aion_model::storage::collect_warnings(|| aion_model::storage::with_cancel_flag(flag, f));
+        r.map(|mut res| {
+            res.warnings.extend(storage_warnings);
+            res
+        })
+    };
+    match tokio::task::spawn_blocking(run).await {
         Ok(r) => r.map_err(ApiError::from),
         Err(e) => Err(ApiError::internal(format!("query evaluation panicked: {e}"))),
     }
@@ -57,8 +92,10 @@ where
 
 /// `GET|POST /api/v1/query`.
 pub async fn instant(State(api): State<Arc<QueryApi>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let stats = wants_stats(&method, &uri, &headers, &body);
+    let started = std::time::Instant::now();
     let r = instant_inner(&api, &method, &uri, &headers, &body).await;
-    respond(&api, "query", r)
+    respond(&api, "query", r, stats.then(|| started.elapsed()))
 }
 
 async fn instant_inner(api: &Arc<QueryApi>, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<QueryResult, ApiError> {
@@ -73,8 +110,10 @@ async fn instant_inner(api: &Arc<QueryApi>, method: &Method, uri: &Uri, headers:
 
 /// `GET|POST /api/v1/query_range`.
 pub async fn range(State(api): State<Arc<QueryApi>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let stats = wants_stats(&method, &uri, &headers, &body);
+    let started = std::time::Instant::now();
     let r = range_inner(&api, &method, &uri, &headers, &body).await;
-    respond(&api, "query_range", r)
+    respond(&api, "query_range", r, stats.then(|| started.elapsed()))
 }
 
 async fn range_inner(api: &Arc<QueryApi>, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<QueryResult, ApiError> {
@@ -127,5 +166,26 @@ pub async fn parse_query(method: Method, uri: Uri, headers: HeaderMap, body: Byt
     match r {
         Ok(expr) => success(&format!("{{\"type\":\"query\",\"query\":{}}}", json_str(&expr.to_string())), &[], &[]),
         Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::engine::Value;
+
+    #[test]
+    fn stats_are_added_inside_data() {
+        let res = QueryResult { value: Value::Scalar { t: 1000, v: 2.0 }, warnings: vec![], infos: vec![], total_samples: 7 };
+        let data = with_stats(encode_value(&res.value), &res, std::time::Duration::from_millis(1500));
+        let v: serde_json::Value = serde_json::from_str(&data).unwrap();
+        assert_eq!(v["resultType"], "scalar");
+        assert_eq!(v["stats"]["samples"]["totalQueryableSamples"], 7);
+        assert_eq!(v["stats"]["timings"]["evalTotalTime"], 1.5);
+        let uri: Uri = "/api/v1/query?query=up&stats=all".parse().unwrap();
+        assert!(wants_stats(&Method::GET, &uri, &HeaderMap::new(), &[]));
+        let uri: Uri = "/api/v1/query?query=up".parse().unwrap();
+        assert!(!wants_stats(&Method::GET, &uri, &HeaderMap::new(), &[]));
     }
 }

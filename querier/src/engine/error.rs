@@ -35,6 +35,7 @@ impl EngineError {
             EngineError::Timeout(_) => "timeout",
             EngineError::Canceled(_) => "canceled",
             EngineError::Storage(StorageError::Unavailable(_)) => "unavailable",
+            EngineError::Storage(StorageError::LimitExceeded { .. }) => "execution",
             EngineError::Storage(_) => "internal",
         }
     }

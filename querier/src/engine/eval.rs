@@ -14,6 +14,8 @@ mod call_info;
 mod call_range;
 mod extended;
 mod output;
+mod parallel;
+mod pushdown;
 mod selector;
 mod subquery;
 
@@ -234,15 +236,43 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// Buckets the points of `v` by step: `out[step]` lists `(series index, value)`.
-    pub fn by_step(&self, v: &[Ser]) -> Vec<Vec<(usize, f64)>> {
-        let mut out: Vec<Vec<(usize, f64)>> = vec![Vec::new(); self.steps()];
-        for (i, s) in v.iter().enumerate() {
+    /// Buckets the points of `v` by step: step `i` lists `(series index, value)`
+    /// in series order. One flat allocation (counted first, then filled).
+    pub fn by_step(&self, v: &[Ser]) -> StepIndex {
+        let steps = self.steps();
+        let mut offsets = vec![0usize; steps + 1];
+        for s in v {
             for p in &s.points {
-                out[self.step_of(p.t)].push((i, p.v));
+                offsets[self.step_of(p.t) + 1] += 1;
             }
         }
-        out
+        for i in 0..steps {
+            offsets[i + 1] += offsets[i];
+        }
+        let mut fill: Vec<usize> = offsets[..steps].to_vec();
+        let mut points = vec![(0usize, 0.0f64); offsets[steps]];
+        for (i, s) in v.iter().enumerate() {
+            for p in &s.points {
+                let at = &mut fill[self.step_of(p.t)];
+                points[*at] = (i, p.v);
+                *at += 1;
+            }
+        }
+        StepIndex { offsets, points }
+    }
+}
+
+/// The points of a vector bucketed by step (see [`Evaluator::by_step`]).
+pub(crate) struct StepIndex {
+    /// Step `i`'s points are `points[offsets[i]..offsets[i + 1]]`.
+    offsets: Vec<usize>,
+    points: Vec<(usize, f64)>,
+}
+
+impl StepIndex {
+    /// The `(series index, value)` points of each step, in step order.
+    pub fn iter(&self) -> impl Iterator<Item = &[(usize, f64)]> + '_ {
+        self.offsets.windows(2).map(|w| &self.points[w[0]..w[1]])
     }
 }
 

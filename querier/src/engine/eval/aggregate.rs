@@ -4,7 +4,7 @@
 use super::{Evaluator, Out, Ser, Val};
 use crate::engine::functions::aggregate::{kahan_add, quantile, MeanAccumulator, VarianceAccumulator};
 use crate::engine::EngineError;
-use aion_model::Labels;
+use aion_model::{Labels, Sample};
 use promql_parser::parser::token::*;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 use std::cmp::Ordering;
@@ -81,6 +81,57 @@ impl Acc {
     }
 }
 
+/// Folds the member series of one group into one value per step.
+struct GroupFold<'a> {
+    op: TokenId,
+    input: &'a [Ser],
+    start: i64,
+    interval: i64,
+}
+
+impl GroupFold<'_> {
+    /// For the members `ms` (input indexes, ascending, each with points):
+    /// where the group first appears (step, member), whether any member
+    /// drops its name, and the aggregated points.
+    fn group(&self, ms: &[usize]) -> ((usize, usize), bool, Vec<Sample>) {
+        let step_of = |t: i64| ((t - self.start) / self.interval) as usize;
+        // Cells only over the steps the members span (points are in step order).
+        let (mut lo, mut hi, mut first) = (usize::MAX, 0usize, (usize::MAX, usize::MAX));
+        for &si in ms {
+            let pts = &self.input[si].points;
+            if let (Some(a), Some(b)) = (pts.first(), pts.last()) {
+                if step_of(a.t) < first.0 {
+                    first = (step_of(a.t), si);
+                }
+                lo = lo.min(step_of(a.t));
+                hi = hi.max(step_of(b.t));
+            }
+        }
+        if lo > hi {
+            return (first, false, Vec::new());
+        }
+        let mut cells: Vec<Option<Acc>> = (lo..=hi).map(|_| None).collect();
+        let mut drop = false;
+        for &si in ms {
+            let s = &self.input[si];
+            drop |= s.drop_name;
+            for p in &s.points {
+                match &mut cells[step_of(p.t) - lo] {
+                    Some(acc) => acc.add(p.v),
+                    cell => *cell = Some(Acc::new(self.op, p.v)),
+                }
+            }
+        }
+        let mut points = Vec::with_capacity(cells.len());
+        for (i, cell) in cells.iter().enumerate() {
+            if let Some(acc) = cell {
+                points.push(Sample { t: self.start + (lo + i) as i64 * self.interval, v: acc.value() });
+            }
+        }
+        (first, drop, points)
+    }
+}
+
 /// The grouping labels of `l` under `by`/`without`.
 pub(crate) fn group_key(l: &Labels, m: Option<&LabelModifier>) -> Labels {
     match m {
@@ -115,6 +166,9 @@ fn groups(input: &[Ser], m: Option<&LabelModifier>) -> Groups {
 impl Evaluator<'_> {
     /// Evaluates an aggregation.
     pub(crate) fn eval_aggregate(&self, a: &AggregateExpr) -> Result<Val, EngineError> {
+        if let Some(out) = self.pushed_down(a)? {
+            return Ok(Val::Vector(out));
+        }
         let op = a.op.id();
         let param = match &a.param {
             Some(p) => Some(self.eval(p)?),
@@ -159,35 +213,29 @@ impl Evaluator<'_> {
         Ok(Val::Vector(out))
     }
 
+    /// `sum`, `avg`, `min`, `max`, `count`, `group`, `stddev`, `stdvar`:
+    /// group by group (groups in parallel when there is much to fold), each
+    /// member series folded into one accumulator per step. Members are
+    /// visited in input order, so every step adds its values in the same
+    /// order as a step-by-step pass; output series are in order of first
+    /// appearance (first step, then first member).
     fn simple_agg(&self, op: TokenId, input: &[Ser], g: &Groups) -> Result<Vec<Ser>, EngineError> {
-        let steps = self.by_step(input);
-        let mut out = Out::default();
-        let mut accs: Vec<Option<(Acc, bool)>> = (0..g.labels.len()).map(|_| None).collect();
-        let mut touched: Vec<usize> = Vec::new();
-        let mut slots: Vec<Option<usize>> = vec![None; g.labels.len()];
-        for (step, pts) in steps.iter().enumerate() {
-            for &(si, v) in pts {
-                let gi = g.of_series[si];
-                match &mut accs[gi] {
-                    Some((acc, drop)) => {
-                        acc.add(v);
-                        *drop |= input[si].drop_name;
-                    }
-                    slot => {
-                        *slot = Some((Acc::new(op, v), input[si].drop_name));
-                        touched.push(gi);
-                    }
-                }
-            }
-            let t = self.ts(step);
-            for gi in touched.drain(..) {
-                if let Some((acc, drop)) = accs[gi].take() {
-                    let slot = *slots[gi].get_or_insert_with(|| out.slot(&g.labels[gi]));
-                    out.push_at(slot, drop, t, acc.value())?;
-                }
+        let mut members: Vec<(usize, Vec<usize>)> = (0..g.labels.len()).map(|gi| (gi, Vec::new())).collect();
+        for (si, s) in input.iter().enumerate() {
+            if !s.points.is_empty() {
+                members[g.of_series[si]].1.push(si);
             }
         }
-        Ok(out.series)
+        members.retain(|(_, ms)| !ms.is_empty());
+        self.check_deadline()?;
+        let work = input.iter().map(|s| s.points.len()).sum();
+        let fold = GroupFold { op, input, start: self.start, interval: self.interval.max(1) };
+        let mut out = super::parallel::par_map(members, work, |(gi, ms)| {
+            let (first, drop_name, points) = fold.group(&ms);
+            (first, Ser { labels: g.labels[gi].clone(), drop_name, points })
+        });
+        out.sort_by_key(|(first, _)| *first);
+        Ok(out.into_iter().map(|(_, s)| s).collect())
     }
 
     fn select_k(&self, op: TokenId, input: &[Ser], g: &Groups, k: &[f64]) -> Result<Vec<Ser>, EngineError> {

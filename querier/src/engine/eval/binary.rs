@@ -161,7 +161,7 @@ impl Evaluator<'_> {
         let many_steps = self.by_step(many);
         let one_steps = self.by_step(one);
         let mut out = Out::default();
-        for (step, (ms, os)) in many_steps.iter().zip(&one_steps).enumerate() {
+        for (step, (ms, os)) in many_steps.iter().zip(one_steps.iter()).enumerate() {
             j.step(self.ts(step), ms, os, &mut out)?;
         }
         Ok(out.series)

@@ -82,9 +82,14 @@ impl Evaluator<'_> {
         }
         let steps = self.by_step(v);
         let mut out = Out::default();
+        // Reused across steps: per-group buckets and output slots.
+        let mut buckets: Vec<Vec<Bucket>> = vec![Vec::new(); glabels.len()];
+        let mut slots: Vec<Option<usize>> = vec![None; glabels.len()];
+        let mut order: Vec<usize> = Vec::new();
         for (step, pts) in steps.iter().enumerate() {
-            let mut buckets: Vec<Vec<Bucket>> = vec![Vec::new(); glabels.len()];
-            let mut order = Vec::new();
+            for gi in order.drain(..) {
+                buckets[gi].clear();
+            }
             for &(si, val) in pts {
                 if let Some((gi, bound)) = of_series[si] {
                     if buckets[gi].is_empty() {
@@ -94,13 +99,14 @@ impl Evaluator<'_> {
                 }
             }
             let t = self.ts(step);
-            for gi in order {
+            for &gi in &order {
                 let b = &mut buckets[gi];
                 let l = &glabels[gi];
                 match f {
                     HistFn::Quantile(q) => {
                         let r = self.quantile_with_info(q[step], b, l, pos);
-                        out.push(l.clone(), true, t, r)?;
+                        let slot = *slots[gi].get_or_insert_with(|| out.slot(l));
+                        out.push_at(slot, true, t, r)?;
                     }
                     HistFn::Quantiles(label, qs) => {
                         for q in qs {
@@ -110,7 +116,10 @@ impl Evaluator<'_> {
                             out.push(ol, true, t, r)?;
                         }
                     }
-                    HistFn::Fraction(lo, hi) => out.push(l.clone(), true, t, bucket_fraction(lo[step], hi[step], b))?,
+                    HistFn::Fraction(lo, hi) => {
+                        let slot = *slots[gi].get_or_insert_with(|| out.slot(l));
+                        out.push_at(slot, true, t, bucket_fraction(lo[step], hi[step], b))?;
+                    }
                 }
             }
         }

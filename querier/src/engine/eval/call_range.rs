@@ -10,6 +10,7 @@ use crate::engine::functions::range as k;
 use crate::engine::EngineError;
 use aion_model::{Labels, Sample};
 use promql_parser::parser::{Call, Expr};
+use std::time::Instant;
 
 /// True when `name` takes a range vector.
 pub(crate) fn is_range_function(name: &str) -> bool {
@@ -92,6 +93,72 @@ fn resolve_kernel(name: &str) -> Result<Kernel, EngineError> {
     })
 }
 
+/// A range function's window geometry over every step, swept one series at
+/// a time; holds no evaluator state, so series can be swept on several threads.
+struct WindowSweep<'a> {
+    input: &'a RangeInput,
+    scalars: &'a [Vec<f64>],
+    start: i64,
+    interval: i64,
+    steps: usize,
+    deadline: Instant,
+}
+
+impl WindowSweep<'_> {
+    /// Applies `kernel` to every series (in parallel when `work` is large),
+    /// freeing each input series as soon as its output is computed.
+    fn all<K>(&self, series: Vec<Ser>, work: usize, kernel: K) -> Vec<(Labels, bool, Result<Vec<Sample>, EngineError>)>
+    where
+        K: Fn(&[Sample], &KernelArgs) -> Result<Option<f64>, EngineError> + Sync,
+    {
+        super::parallel::par_map(series, work, |s| {
+            let points = self.series(&s.points, &kernel);
+            (s.labels, s.drop_name, points)
+        })
+    }
+
+    /// The function's value at every step where the series `pts` has one.
+    #[inline]
+    fn series<K>(&self, pts: &[Sample], kernel: &K) -> Result<Vec<Sample>, EngineError>
+    where
+        K: Fn(&[Sample], &KernelArgs) -> Result<Option<f64>, EngineError>,
+    {
+        if Instant::now() >= self.deadline {
+            return Err(EngineError::Timeout("query execution".into()));
+        }
+        let input = self.input;
+        let sc = |j: usize, i: usize| self.scalars.get(j).map_or(0.0, |v| v[i]);
+        // Each sample is in at most range / interval + 1 windows.
+        let per_sample = (input.range / self.interval.max(1)).max(0) as usize + 1;
+        let mut points = Vec::with_capacity(self.steps.min(pts.len().saturating_mul(per_sample)));
+        let (mut lo, mut hi) = (0usize, 0usize);
+        for i in 0..self.steps {
+            let t = self.start + i as i64 * self.interval;
+            let end = input.window_end(t);
+            let w = if input.at.is_some() {
+                input.window(pts, end)
+            } else {
+                // Window ends only move forward: slide instead of searching.
+                while hi < pts.len() && pts[hi].t <= end {
+                    hi += 1;
+                }
+                while lo < hi && pts[lo].t <= end - input.range {
+                    lo += 1;
+                }
+                &pts[lo..hi]
+            };
+            if w.is_empty() {
+                continue;
+            }
+            let args = KernelArgs { range_start: end - input.range, range_end: end, t, s0: sc(0, i), s1: sc(1, i) };
+            if let Some(v) = kernel(w, &args)? {
+                points.push(Sample { t, v });
+            }
+        }
+        Ok(points)
+    }
+}
+
 fn unwrap_parens(e: &Expr) -> &Expr {
     match e {
         Expr::Paren(p) => unwrap_parens(&p.expr),
@@ -101,7 +168,6 @@ fn unwrap_parens(e: &Expr) -> &Expr {
 
 impl Evaluator<'_> {
     /// Evaluates a range-vector function call.
-    #[allow(clippy::needless_range_loop)]
     pub(crate) fn eval_range_call(&self, c: &Call) -> Result<Val, EngineError> {
         let name = c.func.name;
         let args = &c.args.args;
@@ -124,46 +190,37 @@ impl Evaluator<'_> {
         }
         self.check_range_args(c, &scalars, &input)?;
         let keep_name = matches!(name, "last_over_time" | "first_over_time");
-        let kernel = resolve_kernel(name)?;
-        let sc = |j: usize, i: usize| scalars.get(j).map_or(0.0, |v| v[i]);
-        let steps = self.steps();
-        let mut out = Vec::with_capacity(input.series.len());
-        for (n, s) in input.series.iter().enumerate() {
-            if n % 1024 == 1023 {
-                self.check_deadline()?;
+        let mut input = input;
+        let series = std::mem::take(&mut input.series);
+        let sweep = WindowSweep {
+            input: &input,
+            scalars: &scalars,
+            start: self.start,
+            interval: self.interval,
+            steps: self.steps(),
+            deadline: self.shared.deadline,
+        };
+        let work = series.iter().map(|s| s.points.len()).sum::<usize>() + series.len() * sweep.steps;
+        // The common functions get a sweep with the kernel inlined.
+        let results = match name {
+            "rate" => sweep.all(series, work, |w, a| Ok(k::extrapolated_rate(w, a.range_start, a.range_end, true, true))),
+            "increase" => {
+                sweep.all(series, work, |w, a| Ok(k::extrapolated_rate(w, a.range_start, a.range_end, true, false)))
             }
-            let mut points = Vec::new();
-            let (mut lo, mut hi) = (0usize, 0usize);
-            let pts = &s.points;
-            for i in 0..steps {
-                let t = self.ts(i);
-                let end = input.window_end(t);
-                let w = if input.at.is_some() {
-                    input.window(pts, end)
-                } else {
-                    // Window ends only move forward: slide instead of searching.
-                    while hi < pts.len() && pts[hi].t <= end {
-                        hi += 1;
-                    }
-                    while lo < hi && pts[lo].t <= end - input.range {
-                        lo += 1;
-                    }
-                    &pts[lo..hi]
-                };
-                if w.is_empty() {
-                    continue;
-                }
-                let args = KernelArgs { range_start: end - input.range, range_end: end, t, s0: sc(0, i), s1: sc(1, i) };
-                if let Some(v) = kernel(w, &args)? {
-                    points.push(Sample::new(t, v));
-                }
+            "avg_over_time" => sweep.all(series, work, |w, _| Ok(k::avg_over_time(w))),
+            "max_over_time" => sweep.all(series, work, |w, _| Ok(k::max_over_time(w))),
+            _ => sweep.all(series, work, resolve_kernel(name)?),
+        };
+        let mut out = Vec::with_capacity(results.len());
+        for (labels, drop_name, points) in results {
+            let points = points?;
+            if points.is_empty() {
+                continue;
             }
-            if matches!(name, "rate" | "increase") && !points.is_empty() {
-                self.non_counter_info(&s.labels, &self.pos(c, Some(matrix_idx)));
+            if matches!(name, "rate" | "increase") {
+                self.non_counter_info(&labels, &self.pos(c, Some(matrix_idx)));
             }
-            if !points.is_empty() {
-                out.push(Ser { labels: s.labels.clone(), drop_name: !keep_name || s.drop_name, points });
-            }
+            out.push(Ser { labels, drop_name: !keep_name || drop_name, points });
         }
         Ok(Val::Vector(out))
     }

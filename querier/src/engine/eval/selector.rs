@@ -4,7 +4,7 @@
 use super::extended::{smoothed_value, ExtMode, EXT_MARKER};
 use super::{Evaluator, Ser, Val};
 use crate::engine::EngineError;
-use aion_model::sample::is_stale_nan;
+use aion_model::sample::{is_stale_nan, STALE_NAN_BITS};
 use aion_model::storage::{SelectHints, Series};
 use aion_model::{MatchOp, Matcher, Sample};
 use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher};
@@ -123,16 +123,16 @@ impl Evaluator<'_> {
             return self.select_smoothed(vs, at, offset);
         }
         let fetched = self.fetch(vs, lo - lookback + 1, hi)?;
-        let steps = self.steps();
-        let mut out = Vec::with_capacity(fetched.len());
-        for (n, s) in fetched.into_iter().enumerate() {
-            if n % 1024 == 1023 {
-                self.check_deadline()?;
+        let (steps, start, interval, deadline) = (self.steps(), self.start, self.interval, self.shared.deadline);
+        let work = fetched.iter().map(|s| s.samples.len()).sum::<usize>() + fetched.len() * steps;
+        let per_series = |s: Series| -> Result<Option<Ser>, EngineError> {
+            if std::time::Instant::now() >= deadline {
+                return Err(EngineError::Timeout("query execution".into()));
             }
-            let mut points = Vec::new();
+            let mut points = Vec::with_capacity(steps.min(s.samples.len().saturating_mul(2)));
             let mut j = 0usize; // first sample with t > ref (when refs increase)
             for i in 0..steps {
-                let t = self.ts(i);
+                let t = start + i as i64 * interval;
                 let r = at.unwrap_or(t) - offset;
                 if at.is_some() {
                     j = s.samples.partition_point(|p| p.t <= r);
@@ -149,9 +149,12 @@ impl Evaluator<'_> {
                     points.push(Sample::new(t, if want_ts { p.t as f64 / 1000.0 } else { p.v }));
                 }
             }
-            if !points.is_empty() {
-                out.push(Ser { labels: s.labels, drop_name: false, points });
-            }
+            Ok((!points.is_empty()).then_some(Ser { labels: s.labels, drop_name: false, points }))
+        };
+        let results = super::parallel::par_map(fetched, work, per_series);
+        let mut out = Vec::with_capacity(results.len());
+        for s in results {
+            out.extend(s?);
         }
         Ok(out)
     }
@@ -190,7 +193,10 @@ impl Evaluator<'_> {
             .into_iter()
             .map(|s| {
                 let mut points = s.samples;
-                points.retain(|p| !is_stale_nan(p.v));
+                // Staleness markers are rare: only rewrite a series that has one.
+                if points.iter().any(|p| p.v.to_bits() == STALE_NAN_BITS) {
+                    points.retain(|p| p.v.to_bits() != STALE_NAN_BITS);
+                }
                 Ser { labels: s.labels, drop_name: false, points }
             })
             .collect();

@@ -1,0 +1,100 @@
+//! Data parallelism for per-series work: a vector is cut into contiguous
+//! pieces that one scoped thread per core maps, taking the next piece as it
+//! finishes one; results come back in input order. Small inputs stay on the
+//! calling thread (spawning costs tens of microseconds).
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+
+/// Below this much estimated work (samples to look at), don't spawn threads.
+const MIN_PARALLEL_WORK: usize = 64 * 1024;
+
+/// Most threads one query uses.
+const MAX_THREADS: usize = 8;
+
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| {
+        std::thread::available_parallelism().map(NonZeroUsize::get).unwrap_or(1).min(MAX_THREADS)
+    })
+}
+
+/// Pieces per thread: with several pieces each, a thread that loses its
+/// core to another process holds up the query by one small piece, not by
+/// half of the work.
+const PIECES_PER_THREAD: usize = 8;
+
+/// `items.into_iter().map(f).collect()`, in parallel when `work` (an
+/// estimate of the total cost, e.g. samples to scan) is large enough to pay
+/// for threads. Consumes `items`, so each is dropped right after it was
+/// mapped (its memory is then reused for the results, not held to the end).
+/// Threads take contiguous pieces from a shared counter; results are put
+/// back in input order.
+pub(crate) fn par_map<T, R, F>(items: Vec<T>, work: usize, f: F) -> Vec<R>
+where
+    T: Send,
+    R: Send,
+    F: Fn(T) -> R + Sync,
+{
+    let threads = cores().min(items.len());
+    if threads < 2 || work < MIN_PARALLEL_WORK {
+        return items.into_iter().map(&f).collect();
+    }
+    let total = items.len();
+    let piece_len = total.div_ceil(threads * PIECES_PER_THREAD);
+    let mut pieces: Vec<Mutex<Option<Vec<T>>>> = Vec::with_capacity(total.div_ceil(piece_len));
+    let mut rest = items.into_iter();
+    loop {
+        let piece: Vec<T> = rest.by_ref().take(piece_len).collect();
+        if piece.is_empty() {
+            break;
+        }
+        pieces.push(Mutex::new(Some(piece)));
+    }
+    let results: Vec<Mutex<Vec<R>>> = pieces.iter().map(|_| Mutex::new(Vec::new())).collect();
+    let next = AtomicUsize::new(0);
+    let run = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = pieces.get(i) else {
+            break;
+        };
+        let piece = lock(slot).take().unwrap_or_default();
+        let mapped: Vec<R> = piece.into_iter().map(&f).collect();
+        *lock(&results[i]) = mapped;
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..threads).map(|_| scope.spawn(run)).collect();
+        run();
+        for h in handles {
+            if let Err(panic) = h.join() {
+                // A panic in a worker is a bug; surface it on this thread.
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+    let mut out = Vec::with_capacity(total);
+    for r in results {
+        out.extend(r.into_inner().unwrap_or_else(PoisonError::into_inner));
+    }
+    out
+}
+
+/// Locks `m`; a poisoned lock (a worker panicked) is re-raised by the join.
+fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_input_order_small_and_large() {
+        let big: Vec<u64> = (0..10_001).collect();
+        let owned = par_map(big.clone(), usize::MAX, |x| x * 3);
+        assert_eq!(owned, big.iter().map(|x| x * 3).collect::<Vec<_>>());
+        assert_eq!(par_map(vec![1u64, 2, 3], 0, |x| x + 1), vec![2, 3, 4]);
+        assert!(par_map(Vec::<u64>::new(), usize::MAX, |x| x).is_empty());
+    }
+}

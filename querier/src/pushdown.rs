@@ -1,0 +1,276 @@
+//! Aggregation pushdown. For `sum|min|max|count|group [by|without (…)]` over
+//! a selector or a per-series range function of one (`rate(x[5m])`,
+//! `increase`, `*_over_time`, …), every shard evaluates the aggregation over
+//! its own series and the querier merges the per-shard results: sums and
+//! counts add up, minima and maxima combine, groups union. A query over a
+//! million series then moves one value per group and step per shard, not the
+//! series. The merge equals the one-pass plan because every series lives on
+//! exactly one shard (placement hashes `(tenant, labels)` onto a fixed shard
+//! count) and these operators are associative.
+//!
+//! Both halves live here: [`plan`] decides whether an aggregation is pushed
+//! and builds the [`PushdownRequest`]; [`evaluate_partial`] is what a shard
+//! runs (the engine over its local data); [`merge`] folds the parts. A part
+//! that raised an annotation (warning/info) makes the engine fall back to the
+//! plain plan, so annotations and their positions stay exactly Prometheus's.
+
+pub mod service;
+
+use crate::engine::functions::aggregate::kahan_add;
+use crate::engine::{Engine, EngineError, EngineOptions, Value};
+use aion_model::storage::{PartialSeries, PushdownRequest, Queryable};
+use aion_model::{Labels, Sample, TenantId};
+use promql_parser::parser::token::{T_COUNT, T_GROUP, T_MAX, T_MIN, T_SUM};
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Range functions whose value at a step depends on one series' window only.
+const PER_SERIES_RANGE_FUNCTIONS: &[&str] = &[
+    "rate",
+    "increase",
+    "delta",
+    "irate",
+    "idelta",
+    "sum_over_time",
+    "count_over_time",
+    "min_over_time",
+    "max_over_time",
+    "avg_over_time",
+    "last_over_time",
+    "present_over_time",
+];
+
+/// How per-shard results of an operator combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeOp {
+    /// Add (sum, count).
+    Sum,
+    /// Smallest.
+    Min,
+    /// Largest.
+    Max,
+    /// Always 1.
+    Group,
+}
+
+/// The pushdown of aggregation `a` evaluated from `start_ms` to `end_ms`
+/// every `step_ms` (0: instant), or `None` when it cannot be pushed down.
+pub fn plan(a: &AggregateExpr, start_ms: i64, end_ms: i64, step_ms: i64, lookback_ms: i64) -> Option<(PushdownRequest, MergeOp)> {
+    let op = match a.op.id() {
+        T_SUM | T_COUNT => MergeOp::Sum,
+        T_MIN => MergeOp::Min,
+        T_MAX => MergeOp::Max,
+        T_GROUP => MergeOp::Group,
+        _ => return None,
+    };
+    if a.param.is_some() || !pushable_inner(&a.expr) {
+        return None;
+    }
+    let mentions_name = match &a.modifier {
+        Some(LabelModifier::Include(l)) | Some(LabelModifier::Exclude(l)) => l.labels.iter().any(|n| n == "__name__"),
+        None => false,
+    };
+    if mentions_name {
+        return None;
+    }
+    let req = PushdownRequest { expr: Expr::Aggregate(a.clone()).to_string(), start_ms, end_ms, step_ms, lookback_ms };
+    Some((req, op))
+}
+
+fn pushable_inner(e: &Expr) -> bool {
+    match e {
+        Expr::Paren(p) => pushable_inner(&p.expr),
+        Expr::VectorSelector(vs) => vs.at.is_none(),
+        Expr::Call(c) => {
+            PER_SERIES_RANGE_FUNCTIONS.contains(&c.func.name)
+                && c.args.args.len() == 1
+                && matches!(c.args.args[0].as_ref(), Expr::MatrixSelector(ms) if ms.vs.at.is_none())
+        }
+        _ => false,
+    }
+}
+
+/// What a shard answers: its partial result, or `annotated` when its
+/// evaluation raised a warning or info (the querier then falls back).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PartialResult {
+    /// Output series of the aggregation over this shard's data.
+    pub series: Vec<PartialSeries>,
+    /// Whether the evaluation produced annotations.
+    pub annotated: bool,
+}
+
+/// Evaluates a pushed-down aggregation over one shard's data.
+pub fn evaluate_partial(
+    storage: &dyn Queryable,
+    tenant: &TenantId,
+    req: &PushdownRequest,
+    timeout: Duration,
+) -> Result<PartialResult, EngineError> {
+    let opts = EngineOptions {
+        lookback_delta: Duration::from_millis(req.lookback_ms.max(1) as u64),
+        timeout,
+        ..EngineOptions::default()
+    };
+    let engine = Engine::new(opts);
+    let result = if req.step_ms <= 0 {
+        engine.instant_query(storage, tenant, &req.expr, req.start_ms)?
+    } else {
+        engine.range_query(storage, tenant, &req.expr, req.start_ms, req.end_ms, req.step_ms)?
+    };
+    let annotated = !result.warnings.is_empty() || !result.infos.is_empty();
+    let series = match result.value {
+        Value::Vector(v) => v.into_iter().map(|s| PartialSeries { labels: s.labels, points: vec![Sample::new(s.t, s.v)] }).collect(),
+        Value::Matrix(m) => m.into_iter().map(|s| PartialSeries { labels: s.labels, points: s.samples }).collect(),
+        Value::Scalar { .. } | Value::String { .. } => {
+            return Err(EngineError::Execution(format!("pushed-down expression {} is not a vector", req.expr)))
+        }
+    };
+    Ok(PartialResult { series, annotated })
+}
+
+/// Folds per-shard results into one series per label set, points in time order.
+pub fn merge(op: MergeOp, parts: Vec<Vec<PartialSeries>>) -> Vec<PartialSeries> {
+    // labels → timestamp → (value, kahan compensation)
+    let mut acc: BTreeMap<Labels, BTreeMap<i64, (f64, f64)>> = BTreeMap::new();
+    for s in parts.into_iter().flatten() {
+        let points = acc.entry(s.labels).or_default();
+        for p in s.points {
+            match points.get_mut(&p.t) {
+                None => {
+                    let v = if op == MergeOp::Group { 1.0 } else { p.v };
+                    points.insert(p.t, (v, 0.0));
+                }
+                Some((cur, c)) => match op {
+                    MergeOp::Sum => (*cur, *c) = kahan_add(*cur, *c, p.v),
+                    MergeOp::Min => {
+                        if *cur > p.v || cur.is_nan() {
+                            *cur = p.v
+                        }
+                    }
+                    MergeOp::Max => {
+                        if *cur < p.v || cur.is_nan() {
+                            *cur = p.v
+                        }
+                    }
+                    MergeOp::Group => {}
+                },
+            }
+        }
+    }
+    acc.into_iter()
+        .map(|(labels, points)| PartialSeries {
+            labels,
+            points: points.into_iter().map(|(t, (v, c))| Sample::new(t, finish(v, c))).collect(),
+        })
+        .collect()
+}
+
+/// A Kahan sum's value: the sum plus its compensation (unless infinite).
+fn finish(v: f64, c: f64) -> f64 {
+    if v.is_infinite() {
+        v
+    } else {
+        v + c
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use aion_model::memstore::MemStore;
+    use aion_model::storage::{Appender, SeriesSamples, WriteBatch};
+
+    fn agg(q: &str) -> AggregateExpr {
+        match promql_parser::parser::parse(q).unwrap() {
+            Expr::Aggregate(a) => a,
+            other => panic!("not an aggregation: {other}"),
+        }
+    }
+
+    #[test]
+    fn plans_only_what_merges_exactly() {
+        for q in ["sum by (job) (rate(x[5m]))", "count(x)", "max without (i) (max_over_time(x[1m] offset 5m))", "group by (a) (x)"] {
+            assert!(plan(&agg(q), 0, 60_000, 15_000, 300_000).is_some(), "{q}");
+        }
+        for q in [
+            "avg(x)",
+            "topk(3, x)",
+            "sum(rate(x[5m] @ 100))",
+            "sum by (__name__) (x)",
+            "sum(x + 1)",
+            "sum(histogram_quantile(0.9, x))",
+            "sum(sum(x))",
+            "quantile(0.5, x)",
+        ] {
+            assert!(plan(&agg(q), 0, 60_000, 15_000, 300_000).is_none(), "{q}");
+        }
+        let (req, op) = plan(&agg("sum by (job) (rate(x[5m]))"), 1, 2, 3, 4).unwrap();
+        assert_eq!(op, MergeOp::Sum);
+        assert_eq!((req.start_ms, req.end_ms, req.step_ms, req.lookback_ms), (1, 2, 3, 4));
+        // The text parses back to the same aggregation.
+        assert_eq!(agg(&req.expr).to_string(), req.expr);
+    }
+
+    fn shard(series: &[(&str, &str, &[(i64, f64)])]) -> MemStore {
+        let s = MemStore::new();
+        let batch = WriteBatch {
+            tenant: TenantId::anonymous(),
+            series: series
+                .iter()
+                .map(|(job, inst, pts)| SeriesSamples {
+                    labels: Labels::from_pairs([("__name__", "x_total"), ("job", *job), ("instance", *inst)]),
+                    samples: pts.iter().map(|(t, v)| Sample::new(*t, *v)).collect(),
+                })
+                .collect(),
+        };
+        s.append(batch).unwrap();
+        s
+    }
+
+    /// Splitting series over shards, evaluating each, merging = evaluating all at once.
+    #[test]
+    fn merged_parts_equal_the_one_pass_result() {
+        let pts = |k: f64| -> Vec<(i64, f64)> { (0..20).map(|i| (i * 15_000, k * i as f64)).collect() };
+        let (a, b, c, d) = (pts(1.0), pts(2.0), pts(3.5), pts(0.25));
+        let all: Vec<(&str, &str, &[(i64, f64)])> = vec![("a", "1", &a), ("a", "2", &b), ("b", "3", &c), ("b", "4", &d)];
+        let whole = shard(&all);
+        let parts = [shard(&all[..1]), shard(&all[1..3]), shard(&all[3..])];
+        let t = TenantId::anonymous();
+        for q in ["sum by (job) (rate(x_total[1m]))", "count(x_total)", "max by (job) (x_total)", "min(increase(x_total[2m]))", "group by (job) (x_total)"] {
+            let (req, op) = plan(&agg(q), 60_000, 280_000, 20_000, 300_000).unwrap();
+            let want = evaluate_partial(&whole, &t, &req, Duration::from_secs(5)).unwrap();
+            let got = merge(op, parts.iter().map(|p| evaluate_partial(p, &t, &req, Duration::from_secs(5)).unwrap().series).collect());
+            assert_eq!(got.len(), want.series.len(), "{q}");
+            for (g, w) in got.iter().zip(&want.series) {
+                assert_eq!(g.labels, w.labels, "{q}");
+                assert_eq!(g.points.len(), w.points.len(), "{q}");
+                for (x, y) in g.points.iter().zip(&w.points) {
+                    assert_eq!(x.t, y.t);
+                    assert!((x.v - y.v).abs() <= 1e-12 * y.v.abs().max(1.0), "{q}: {} vs {}", x.v, y.v);
+                }
+            }
+            assert!(!got.is_empty(), "{q} returned nothing");
+        }
+    }
+
+    #[test]
+    fn annotations_are_reported() {
+        let pts: Vec<(i64, f64)> = (0..10).map(|i| (i * 15_000, i as f64)).collect();
+        let s = shard(&[("a", "1", &pts)]);
+        // rate over a metric not named like a counter → info annotation.
+        let s2 = MemStore::new();
+        s2.append(WriteBatch {
+            tenant: TenantId::anonymous(),
+            series: vec![SeriesSamples { labels: Labels::from_pairs([("__name__", "gauge")]), samples: pts.iter().map(|(t, v)| Sample::new(*t, *v)).collect() }],
+        })
+        .unwrap();
+        let t = TenantId::anonymous();
+        let (req, _) = plan(&agg("sum(rate(gauge[1m]))"), 60_000, 120_000, 15_000, 300_000).unwrap();
+        assert!(evaluate_partial(&s2, &t, &req, Duration::from_secs(5)).unwrap().annotated);
+        let (req, _) = plan(&agg("sum(rate(x_total[1m]))"), 60_000, 120_000, 15_000, 300_000).unwrap();
+        assert!(!evaluate_partial(&s, &t, &req, Duration::from_secs(5)).unwrap().annotated);
+    }
+}
