@@ -25,6 +25,7 @@
 #   AION_QUERIERS     number of queriers, 0..2 (default 2)
 #   AION_READY_TIMEOUT seconds `up` waits for readiness (default 60)
 #   AION_EXTRA_QUERIER_FLAGS extra flags for the queriers (e.g. --querier.partial-response=true)
+#   AION_EXTRA_DISTRIBUTOR_FLAGS extra flags for the distributors (e.g. --config.file=bench/aion-bench.yaml)
 set -euo pipefail
 
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/aion/target}"
@@ -35,6 +36,7 @@ AION_DISTRIBUTORS="${AION_DISTRIBUTORS:-2}"
 AION_QUERIERS="${AION_QUERIERS:-2}"
 AION_READY_TIMEOUT="${AION_READY_TIMEOUT:-60}"
 AION_EXTRA_QUERIER_FLAGS="${AION_EXTRA_QUERIER_FLAGS:-}"
+AION_EXTRA_DISTRIBUTOR_FLAGS="${AION_EXTRA_DISTRIBUTOR_FLAGS:-}"
 SHARDS=16
 RF=3
 INGESTERS=3
@@ -85,7 +87,7 @@ args_of() {
       i=${n#distributor}
       echo "--target=distributor --ingester.peers=$(peers) --ingester.shards=$SHARDS" \
         "--grpc.listen-address=127.0.0.1:$(dist_grpc "$i") --http.listen-address=127.0.0.1:$(dist_http "$i")" \
-        "--data.dir=$AION_CLUSTER_DIR/$n"
+        "--data.dir=$AION_CLUSTER_DIR/$n $AION_EXTRA_DISTRIBUTOR_FLAGS"
       ;;
     querier*)
       i=${n#querier}
