@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# End-to-end ingest benchmark: Aion (single process, RF 1) vs VictoriaMetrics vs
-# Prometheus on the same pre-encoded remote-write bodies. Builds the two
+# End-to-end ingest benchmark: Aion (single process, RF 1), an Aion RF 3 cluster
+# (3 ingesters + distributor), VictoriaMetrics and Prometheus on the same
+# pre-encoded remote-write bodies. Builds the two
 # binaries (dev profile, optimised dependencies) and runs `aion-bench ingest`.
 #
 #   bench/run.sh                          # defaults: 100k series x 20 steps, 4 connections
 #   bench/run.sh --steps 60               # longer, closer to steady state
-#   bench/run.sh --targets aion           # only Aion
+#   bench/run.sh --targets aion           # only Aion RF 1 (aion-rf3: only the cluster)
 #
 # Every extra argument goes to `aion-bench ingest` (see `aion-bench ingest --help`).
 # Output (the table, BENCH/RATIO/THREADS lines) is also saved to

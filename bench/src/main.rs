@@ -130,7 +130,7 @@ struct IngestArgs {
     #[command(flatten)]
     load: LoadArgs,
     /// Comma list of targets, measured in this order; ratios are of the first to the others.
-    #[arg(long, default_value = "aion,victoria-metrics,prometheus")]
+    #[arg(long, default_value = "aion,aion-rf3,victoria-metrics,prometheus")]
     targets: String,
     /// The aion binary [default: `aion` next to this binary].
     #[arg(long)]
@@ -211,7 +211,9 @@ async fn ingest(a: IngestArgs) -> Result<bool> {
     for name in a.targets.split(',').filter(|s| !s.trim().is_empty()) {
         let kind = target::Kind::parse(name)?;
         let bin = match kind {
-            target::Kind::AionRf1 => a.aion_bin.clone().unwrap_or_else(default_aion_bin),
+            target::Kind::AionRf1 | target::Kind::AionRf3 => {
+                a.aion_bin.clone().unwrap_or_else(default_aion_bin)
+            }
             target::Kind::Prometheus => a.prometheus_bin.clone(),
             target::Kind::VictoriaMetrics => a.vm_bin.clone(),
         };
@@ -246,6 +248,7 @@ async fn ingest(a: IngestArgs) -> Result<bool> {
     }
     println!("\n{}", report::table(&results));
     print!("{}", report::ratios(&results));
+    print!("{}", report::goals(&results));
     print!("{}", report::threads(&results, 8));
     print!("{}", report::errors(&results));
     Ok(all_ran

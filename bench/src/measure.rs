@@ -49,6 +49,23 @@ pub struct Measurement {
     pub series_seen: Option<u64>,
     /// Where the server's CPU went, by thread name, seconds, largest first.
     pub threads: Vec<(String, f64)>,
+    /// The ingesters alone, for cluster targets (their CPU and summed RSS).
+    pub ingesters: Option<GroupUsage>,
+}
+
+/// CPU and memory of a group of processes over one run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GroupUsage {
+    /// Processes in the group.
+    pub processes: usize,
+    /// CPU seconds while the load ran.
+    pub cpu_load_s: f64,
+    /// CPU seconds from the first request to the end of the settle period.
+    pub cpu_total_s: f64,
+    /// Summed RSS just before the load, bytes.
+    pub idle_rss: u64,
+    /// Largest summed RSS seen, bytes.
+    pub peak_rss: u64,
 }
 
 impl Measurement {
@@ -70,6 +87,71 @@ impl Measurement {
     /// Peak RSS growth over idle, per active series, bytes.
     pub fn rss_growth_per_series(&self) -> f64 {
         self.peak_rss.saturating_sub(self.idle_rss) as f64 / self.series.max(1) as f64
+    }
+
+    /// The same run seen from the ingesters alone (named `<target> ingesters`),
+    /// for cluster targets: their CPU and summed RSS instead of the whole set's.
+    pub fn ingesters_view(&self) -> Option<Measurement> {
+        let g = self.ingesters?;
+        Some(Measurement {
+            name: format!("{} ingesters", self.name),
+            cpu_load_s: g.cpu_load_s,
+            cpu_total_s: g.cpu_total_s,
+            idle_rss: g.idle_rss,
+            peak_rss: g.peak_rss,
+            threads: Vec::new(),
+            ingesters: None,
+            ..self.clone()
+        })
+    }
+}
+
+/// Accounts one group of processes: idle RSS, polled peak RSS, CPU at the
+/// start of the load, at its end and after the settle period.
+struct GroupProbe {
+    pids: Vec<u32>,
+    idle_rss: u64,
+    poller: RssPoller,
+    cpu_start: u64,
+    cpu_load_end: u64,
+}
+
+impl GroupProbe {
+    fn start(pids: Vec<u32>) -> GroupProbe {
+        let idle_rss = pids
+            .iter()
+            .filter_map(|&p| procstat::rss(p).ok())
+            .map(|r| r.0)
+            .sum();
+        let poller = RssPoller::start(pids.clone(), Duration::from_millis(100));
+        let cpu_start = sum_cpu(&pids);
+        GroupProbe {
+            pids,
+            idle_rss,
+            poller,
+            cpu_start,
+            cpu_load_end: cpu_start,
+        }
+    }
+
+    fn load_ended(&mut self) {
+        self.cpu_load_end = sum_cpu(&self.pids);
+    }
+
+    /// After the settle period: stops polling and returns the group's usage.
+    fn finish(self, ticks_per_s: f64) -> Result<GroupUsage> {
+        let cpu_end = sum_cpu(&self.pids);
+        let mut peak_rss = self.poller.stop();
+        if let [pid] = self.pids.as_slice() {
+            peak_rss = peak_rss.max(procstat::rss(*pid)?.1);
+        }
+        Ok(GroupUsage {
+            processes: self.pids.len(),
+            cpu_load_s: self.cpu_load_end.saturating_sub(self.cpu_start) as f64 / ticks_per_s,
+            cpu_total_s: cpu_end.saturating_sub(self.cpu_start) as f64 / ticks_per_s,
+            idle_rss: self.idle_rss,
+            peak_rss,
+        })
     }
 }
 
@@ -115,16 +197,13 @@ async fn measure_running(
 ) -> Result<Measurement> {
     let tck = procstat::clock_ticks_per_sec() as f64;
     let pids = running.pids();
+    let ingester_pids = running.ingester_pids();
     let me = std::process::id();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle_rss: u64 = pids
-        .iter()
-        .filter_map(|&p| procstat::rss(p).ok())
-        .map(|r| r.0)
-        .sum();
-    let poller = RssPoller::start(pids.clone(), Duration::from_millis(100));
-    let (threads_before, cpu0, gen0) =
-        (sum_threads(&pids), sum_cpu(&pids), procstat::cpu_ticks(me)?);
+    let threads_before = sum_threads(&pids);
+    let mut ingesters = (!ingester_pids.is_empty()).then(|| GroupProbe::start(ingester_pids));
+    let mut all = GroupProbe::start(pids.clone());
+    let gen0 = procstat::cpu_ticks(me)?;
     let lcfg = LoadConfig {
         url: running.write_url.clone(),
         concurrency: cfg.concurrency,
@@ -133,14 +212,15 @@ async fn measure_running(
         extra_headers: Vec::new(),
     };
     let report = load::run(workload.clone(), lcfg).await;
-    let (cpu1, gen1) = (sum_cpu(&pids), procstat::cpu_ticks(me)?);
-    tokio::time::sleep(cfg.settle).await;
-    let cpu2 = sum_cpu(&pids);
-    let threads_after = sum_threads(&pids);
-    let mut peak_rss = poller.stop();
-    if let [pid] = pids.as_slice() {
-        peak_rss = peak_rss.max(procstat::rss(*pid)?.1);
+    all.load_ended();
+    if let Some(g) = ingesters.as_mut() {
+        g.load_ended();
     }
+    let gen1 = procstat::cpu_ticks(me)?;
+    tokio::time::sleep(cfg.settle).await;
+    let total = all.finish(tck)?;
+    let ingesters = ingesters.map(|g| g.finish(tck)).transpose()?;
+    let threads_after = sum_threads(&pids);
     let series_seen = if cfg.verify {
         count_series(running, workload.last_ms()).await
     } else {
@@ -150,16 +230,17 @@ async fn measure_running(
         name: running.name.to_string(),
         load: report,
         series: workload.config.series,
-        cpu_load_s: cpu1.saturating_sub(cpu0) as f64 / tck,
-        cpu_total_s: cpu2.saturating_sub(cpu0) as f64 / tck,
+        cpu_load_s: total.cpu_load_s,
+        cpu_total_s: total.cpu_total_s,
         generator_cpu_s: gen1.saturating_sub(gen0) as f64 / tck,
-        idle_rss,
-        peak_rss,
+        idle_rss: total.idle_rss,
+        peak_rss: total.peak_rss,
         series_seen,
         threads: procstat::thread_delta(&threads_before, &threads_after)
             .into_iter()
             .map(|(k, t)| (k, t as f64 / tck))
             .collect(),
+        ingesters,
     })
 }
 

@@ -118,7 +118,7 @@ async fn start_endpoint(cfg: &QueryBenchConfig, kind: target::Kind) -> Result<En
         return Ok(Endpoint { name: "aion-cluster".into(), write: write.clone(), api: api.clone(), extra_query: "", _running: None });
     }
     let bin = match kind {
-        target::Kind::AionRf1 => cfg.aion_bin.clone(),
+        target::Kind::AionRf1 | target::Kind::AionRf3 => cfg.aion_bin.clone(),
         target::Kind::Prometheus => cfg.prometheus_bin.clone(),
         target::Kind::VictoriaMetrics => cfg.vm_bin.clone(),
     };
