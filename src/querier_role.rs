@@ -47,8 +47,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .with_metrics(FanOutMetrics::register(&mut registry));
     let storage: Arc<dyn Queryable> = Arc::new(fan_out);
     let engine = aion_querier::engine::Engine::new(cfg.querier.engine_options());
-    let query_api =
-        aion_querier::api::QueryApi::new(engine, storage, cfg.multitenancy_enabled, &mut registry).with_metadata(metadata);
+    let query_limits = cfg.querier.tenant_limits().context("reading querier.overrides_file")?;
+    let query_api = aion_querier::api::QueryApi::new(engine, storage, cfg.multitenancy_enabled, &mut registry)
+        .with_metadata(metadata)
+        .with_limits(query_limits);
     let app = Router::new()
         .merge(aion_querier::api::router(Arc::new(query_api)))
         .merge(crate::server::ops_router(Arc::new(registry), ready.clone()))

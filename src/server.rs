@@ -69,8 +69,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .with_metadata(metadata.clone())
         .with_ha_store(queryable.clone());
     let engine = aion_querier::engine::Engine::new(cfg.querier.engine_options());
-    let query_api =
-        aion_querier::api::QueryApi::new(engine, queryable, multitenancy_enabled, &mut registry).with_metadata(metadata);
+    let query_limits = cfg.querier.tenant_limits().context("reading querier.overrides_file")?;
+    let query_api = aion_querier::api::QueryApi::new(engine, queryable, multitenancy_enabled, &mut registry)
+        .with_metadata(metadata)
+        .with_limits(query_limits);
 
     let ready = Arc::new(AtomicBool::new(false));
     let registry = Arc::new(registry);

@@ -9,6 +9,7 @@ pub mod query;
 pub mod response;
 
 use crate::engine::Engine;
+use crate::limits::{QueryLimits, TenantQueryLimits};
 use aion_model::storage::Queryable;
 use aion_model::TenantId;
 use axum::http::HeaderMap;
@@ -33,7 +34,10 @@ pub struct QueryApi {
     pub multitenancy_enabled: bool,
     /// Where `/api/v1/metadata` reads metric metadata (none: always empty).
     pub metadata: Option<Arc<dyn aion_model::metadata::MetadataReader>>,
+    /// Per-tenant query limits (defaults plus runtime overrides).
+    pub limits: Arc<TenantQueryLimits>,
     requests: Family<Vec<(String, String)>, Counter>,
+    limit_rejections: Family<Vec<(String, String)>, Counter>,
 }
 
 impl QueryApi {
@@ -41,7 +45,33 @@ impl QueryApi {
     pub fn new(engine: Engine, storage: Arc<dyn Queryable>, multitenancy_enabled: bool, registry: &mut Registry) -> Self {
         let requests = Family::<Vec<(String, String)>, Counter>::default();
         registry.register("aion_query_api_requests", "Query API requests by endpoint and outcome", requests.clone());
-        Self { engine, storage, multitenancy_enabled, metadata: None, requests }
+        let limit_rejections = Family::<Vec<(String, String)>, Counter>::default();
+        registry.register(
+            "aion_query_limit_rejections",
+            "Queries rejected by a per-tenant query limit, by tenant and reason (the limit's name)",
+            limit_rejections.clone(),
+        );
+        let limits = Arc::new(TenantQueryLimits::default());
+        Self { engine, storage, multitenancy_enabled, metadata: None, limits, requests, limit_rejections }
+    }
+
+    /// Applies per-tenant query `limits` (keep the value returned by
+    /// `QuerierConfig::tenant_limits` here: it keeps its reloader running).
+    pub fn with_limits(mut self, limits: Arc<TenantQueryLimits>) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The engine for a tenant with `limits` (its samples limit and timeout).
+    pub fn engine_for(&self, limits: &QueryLimits) -> Engine {
+        Engine::new(limits.engine_options(self.engine.options()))
+    }
+
+    /// Counts one query of `tenant` rejected by the limit named `reason`.
+    pub fn count_limit_rejection(&self, tenant: &TenantId, reason: &str) {
+        self.limit_rejections
+            .get_or_create(&vec![("tenant".into(), tenant.as_str().into()), ("reason".into(), reason.into())])
+            .inc();
     }
 
     /// Serves `/api/v1/metadata` from `reader`.

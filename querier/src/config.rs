@@ -1,7 +1,10 @@
 //! Querier settings.
 
 use crate::engine::EngineOptions;
+use crate::limits::{spawn_reloader, LimitsError, QueryLimits, TenantQueryLimits};
 use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Querier configuration (`querier:` in the YAML file).
@@ -29,6 +32,14 @@ pub struct QuerierConfig {
     /// selectors and per-series range functions (`rate`, `*_over_time`, …)
     /// and the querier merges their partial results (aggregation pushdown).
     pub aggregation_pushdown: bool,
+    /// Default per-tenant query limits (a tenant without an override gets these).
+    pub limits: QueryLimits,
+    /// Runtime overrides file: YAML `overrides: { <tenant>: { <limits fields> } }`;
+    /// fields a tenant does not set keep the defaults of `limits`.
+    pub overrides_file: Option<PathBuf>,
+    /// How often the overrides file is re-read.
+    #[serde(with = "humantime_serde")]
+    pub overrides_period: Duration,
 }
 
 impl Default for QuerierConfig {
@@ -42,6 +53,9 @@ impl Default for QuerierConfig {
             max_fetched_series_per_query: 0,
             max_fetched_chunk_bytes_per_query: 0,
             aggregation_pushdown: true,
+            limits: QueryLimits::default(),
+            overrides_file: None,
+            overrides_period: Duration::from_secs(10),
         }
     }
 }
@@ -58,7 +72,10 @@ impl QuerierConfig {
         if self.max_samples == 0 {
             return Err("max_samples must be positive".into());
         }
-        Ok(())
+        if self.overrides_file.is_some() && self.overrides_period.is_zero() {
+            return Err("overrides_period must be greater than 0 when overrides_file is set".into());
+        }
+        self.limits.validate("querier.limits").map_err(|e| e.to_string())
     }
 
     /// The engine options these settings imply.
@@ -69,5 +86,40 @@ impl QuerierConfig {
             max_samples: self.max_samples,
             ..EngineOptions::default()
         }
+    }
+
+    /// The per-tenant limits: defaults from `limits`, overrides read from
+    /// `overrides_file` now (an error fails the start) and re-read every
+    /// `overrides_period` while the returned value lives (on a tokio runtime).
+    pub fn tenant_limits(&self) -> Result<Arc<TenantQueryLimits>, LimitsError> {
+        let limits = Arc::new(TenantQueryLimits::new(self.limits.clone()));
+        if let Some(path) = &self.overrides_file {
+            limits.load_file(path)?;
+            spawn_reloader(Arc::downgrade(&limits), path.clone(), self.overrides_period);
+        }
+        Ok(limits)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_parse_under_querier() {
+        let c: QuerierConfig = serde_yaml::from_str(
+            "overrides_file: /nope.yaml\noverrides_period: 1s\nlimits:\n  max_query_length: 1d\n  max_series_per_query: 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_query_length, Duration::from_secs(86_400));
+        assert_eq!(c.limits.max_series_per_query, 10);
+        assert_eq!(c.overrides_period, Duration::from_secs(1));
+        assert!(c.validate().is_ok());
+        let e = c.tenant_limits().unwrap_err().to_string();
+        assert!(e.contains("/nope.yaml"), "a missing overrides file fails the start: {e}");
+        assert!(serde_yaml::from_str::<QuerierConfig>("limits:\n  max_series: 1\n").is_err());
+        let d = QuerierConfig::default().tenant_limits().unwrap();
+        assert_eq!(*d.get("any"), QueryLimits::default());
     }
 }

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod config;
 pub mod engine;
+pub mod limits;
 pub mod promqltest;
 pub mod pushdown;
 pub mod selector;

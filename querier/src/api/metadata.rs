@@ -3,6 +3,7 @@
 use super::params::{time_param, Params, MAX_TIME_MS, MIN_TIME_MS};
 use super::response::{encode_strings, success, write_labels, ApiError};
 use super::QueryApi;
+use crate::limits::LimitedQueryable;
 use crate::selector::parse_series_selector;
 use aion_model::storage::{Queryable, SelectHints, StorageError};
 use aion_model::{Matcher, TenantId};
@@ -12,6 +13,10 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use std::collections::BTreeSet;
 use std::sync::Arc;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
 
 fn hints(p: &Params) -> Result<SelectHints, ApiError> {
     Ok(SelectHints { start: time_param(p, "start", MIN_TIME_MS)?, end: time_param(p, "end", MAX_TIME_MS)? })
@@ -68,12 +73,14 @@ where
         sets.push(Vec::new());
     }
     let (h, lim) = (hints(p)?, limit(p)?);
-    let api2 = api.clone();
+    // The tenant's max_query_lookback hides older series here too (no series limit).
+    let min_time = api.limits.get(tenant.as_str()).min_time_ms(now_ms());
+    let storage = LimitedQueryable::new(api.storage.clone(), min_time, 0, 0);
     let (all, storage_warnings) = tokio::task::spawn_blocking(move || {
         let (r, warnings) = aion_model::storage::collect_warnings(|| {
             let mut all = BTreeSet::new();
             for set in &sets {
-                all.extend(f(api2.storage.as_ref(), &tenant, &h, set).map_err(storage_err)?);
+                all.extend(f(&storage, &tenant, &h, set).map_err(storage_err)?);
             }
             Ok::<_, ApiError>(all)
         });

@@ -3,7 +3,10 @@
 use super::params::{parse_duration_ms, time_param, Params};
 use super::response::{encode_value, json_str, success, ApiError};
 use super::{QueryApi, MAX_POINTS_PER_SERIES};
-use crate::engine::{EngineError, QueryResult};
+use crate::engine::{plan, Engine, EngineError, QueryResult, Value};
+use crate::limits::queryable::MAX_SERIES_PER_QUERY;
+use crate::limits::{clamp_start, query_window_ms, LimitedQueryable, QueryLimits};
+use aion_model::TenantId;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
@@ -68,7 +71,8 @@ fn respond(api: &QueryApi, endpoint: &str, r: Result<QueryResult, ApiError>, sta
     }
 }
 
-async fn run_blocking<F>(f: F) -> Result<QueryResult, ApiError>
+/// Runs `f` on the blocking pool; the outer error is a panic of the evaluation.
+async fn run_blocking<F>(f: F) -> Result<Result<QueryResult, EngineError>, ApiError>
 where
     F: FnOnce() -> Result<QueryResult, EngineError> + Send + 'static,
 {
@@ -84,10 +88,7 @@ where
             res
         })
     };
-    match tokio::task::spawn_blocking(run).await {
-        Ok(r) => r.map_err(ApiError::from),
-        Err(e) => Err(ApiError::internal(format!("query evaluation panicked: {e}"))),
-    }
+    tokio::task::spawn_blocking(run).await.map_err(|e| ApiError::internal(format!("query evaluation panicked: {e}")))
 }
 
 /// `GET|POST /api/v1/query`.
@@ -104,8 +105,10 @@ async fn instant_inner(api: &Arc<QueryApi>, method: &Method, uri: &Uri, headers:
     let q = query_param(&p)?;
     let t = time_param(&p, "time", now_ms())?;
     let _ = timeout_param(&p)?;
-    let api2 = api.clone();
-    run_blocking(move || api2.engine.instant_query(api2.storage.as_ref(), &tenant, &q, t)).await
+    let lq = LimitedQuery::prepare(api, tenant, &q, 0, now_ms())?;
+    let (engine, storage, tenant) = (lq.engine.clone(), lq.storage.clone(), lq.tenant.clone());
+    let r = run_blocking(move || engine.instant_query(storage.as_ref(), &tenant, &q, t)).await?;
+    lq.finish(api, r)
 }
 
 /// `GET|POST /api/v1/query_range`.
@@ -144,8 +147,68 @@ async fn range_inner(api: &Arc<QueryApi>, method: &Method, uri: &Uri, headers: &
         ));
     }
     let _ = timeout_param(&p)?;
-    let api2 = api.clone();
-    run_blocking(move || api2.engine.range_query(api2.storage.as_ref(), &tenant, &q, start, end, step)).await
+    let now = now_ms();
+    let min_time = api.limits.get(tenant.as_str()).min_time_ms(now);
+    let start = min_time.map_or(start, |min| clamp_start(start, step, min));
+    if start > end {
+        // Wholly before the lookback limit: nothing is visible (Mimir answers empty too).
+        plan::parse(&q, plan::DurationContext { step_ms: step, range_ms: 0 }).map_err(ApiError::from)?;
+        return Ok(QueryResult { value: Value::Matrix(vec![]), warnings: vec![], infos: vec![], total_samples: 0 });
+    }
+    let lq = LimitedQuery::prepare(api, tenant, &q, end - start, now)?;
+    let (engine, storage, tenant) = (lq.engine.clone(), lq.storage.clone(), lq.tenant.clone());
+    let r = run_blocking(move || engine.range_query(storage.as_ref(), &tenant, &q, start, end, step)).await?;
+    lq.finish(api, r)
+}
+
+/// One query under its tenant's limits: the tenant's engine (samples limit,
+/// timeout) and its storage view (lookback clamp, series count).
+struct LimitedQuery {
+    tenant: TenantId,
+    limits: Arc<QueryLimits>,
+    engine: Engine,
+    storage: Arc<LimitedQueryable>,
+}
+
+impl LimitedQuery {
+    /// Resolves `tenant`'s limits and checks `max_query_length` for a query
+    /// spanning `range_ms` (`end - start` after clamping) plus its largest window.
+    fn prepare(api: &QueryApi, tenant: TenantId, q: &str, range_ms: i64, now: i64) -> Result<Self, ApiError> {
+        let limits = api.limits.get(tenant.as_str());
+        let window = query_window_ms(q);
+        if let Err(msg) = limits.check_length(tenant.as_str(), range_ms.saturating_add(window)) {
+            api.count_limit_rejection(&tenant, "max_query_length");
+            return Err(ApiError::bad_data(msg));
+        }
+        let storage = Arc::new(LimitedQueryable::new(
+            api.storage.clone(),
+            limits.min_time_ms(now),
+            window,
+            limits.max_series_per_query,
+        ));
+        Ok(Self { engine: api.engine_for(&limits), tenant, limits, storage })
+    }
+
+    /// Maps the engine's result to the API's, counting and naming limit rejections.
+    fn finish(&self, api: &QueryApi, r: Result<QueryResult, EngineError>) -> Result<QueryResult, ApiError> {
+        let e = match r {
+            Ok(res) => return Ok(res),
+            Err(e) => e,
+        };
+        let opts = self.engine.options();
+        let (reason, limit) = match &e {
+            _ if self.storage.series_limit_exceeded() => {
+                (MAX_SERIES_PER_QUERY, self.limits.max_series_per_query.to_string())
+            }
+            EngineError::TooManySamples(_) => ("max_samples_per_query", opts.max_samples.to_string()),
+            EngineError::Timeout(_) => ("query_timeout", humantime::format_duration(opts.timeout).to_string()),
+            _ => return Err(ApiError::from(e)),
+        };
+        api.count_limit_rejection(&self.tenant, reason);
+        let mut err = ApiError::from(e);
+        err.message = format!("{} ({reason}: {limit}, tenant {:?})", err.message, self.tenant.as_str());
+        Err(err)
+    }
 }
 
 /// `GET|POST /api/v1/format_query`: the query pretty-printed.
@@ -173,7 +236,6 @@ pub async fn parse_query(method: Method, uri: Uri, headers: HeaderMap, body: Byt
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::engine::Value;
 
     #[test]
     fn stats_are_added_inside_data() {
