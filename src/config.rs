@@ -55,7 +55,7 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Roles to run: `all`, or a comma list of `distributor`, `ingester`, `querier`.
+    /// Role to run: `all`, `distributor`, `ingester` or `querier` (one per process).
     pub target: String,
     /// Where the ingester keeps its RocksDB.
     pub data_dir: PathBuf,
@@ -119,7 +119,7 @@ impl Config {
         for role in self.target.split(',').map(str::trim) {
             if !["all", "distributor", "ingester", "querier"].contains(&role) {
                 return Err(ConfigError::Invalid(format!(
-                    "unknown target {role:?}: use all, distributor, ingester or querier (comma-separated)"
+                    "unknown target {role:?}: use all, distributor, ingester or querier"
                 )));
             }
         }
@@ -136,7 +136,7 @@ impl Config {
             }
             other => {
                 return Err(ConfigError::Invalid(format!(
-                    "target {other:?}: only `all` (single process) and `ingester` (one Raft shard host) are available in this version"
+                    "target {other:?}: run one role per process (all, distributor, ingester or querier); combined roles are not supported yet"
                 )))
             }
         }
