@@ -22,7 +22,7 @@ use aion_model::storage::{Appender, Queryable};
 use anyhow::Context;
 use axum::Router;
 use prometheus_client::registry::Registry;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let client = ClusterClient::new(seeds, shard_count, ClientConfig::default());
     let refresher = client.spawn_refresher();
     let ready = Arc::new(AtomicBool::new(false));
-    let readiness = tokio::spawn(mark_ready_when_routed(client.clone(), ready.clone()));
+    let readiness = tokio::spawn(crate::cluster_front::mark_ready_when_routed(client.clone(), ready.clone(), "distributor"));
 
     let mut registry = Registry::default();
     registry.register_collector(Box::new(ProcessCollector::new()));
@@ -56,51 +56,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .merge(crate::server::ops_router(Arc::new(registry), ready.clone()))
         .layer(tower_http::trace::TraceLayer::new_for_http());
 
-    let listener = tokio::net::TcpListener::bind(&cfg.server.http_listen_address)
-        .await
-        .with_context(|| format!("binding HTTP listener on {}", cfg.server.http_listen_address))?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
-    tracing::info!(addr = %cfg.server.http_listen_address, "distributor HTTP server listening");
-    crate::server::shutdown_signal().await;
-    ready.store(false, Ordering::SeqCst);
+    let served = crate::cluster_front::serve_until_signal(&cfg, "distributor", app, ready).await;
     readiness.abort();
-    let _ = stop_tx.send(());
-    match tokio::time::timeout(cfg.server.graceful_shutdown_timeout, server).await {
-        Ok(Ok(r)) => r.context("HTTP server")?,
-        Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
-        Err(_) => tracing::warn!(
-            timeout = ?cfg.server.graceful_shutdown_timeout,
-            "in-flight pushes did not finish within the graceful shutdown timeout; closing"
-        ),
-    }
     refresher.abort();
+    served?;
     tracing::info!("distributor stopped; bye");
     Ok(())
-}
-
-/// Sets `ready` once a refresh has found a route for every shard.
-async fn mark_ready_when_routed(client: ClusterClient, ready: Arc<AtomicBool>) {
-    let mut logged = false;
-    loop {
-        let map = client.shard_map();
-        let routed = (0..client.shard_count()).filter(|s| map.get(*s).is_some_and(|r| !r.replicas.is_empty())).count();
-        if routed as u64 == client.shard_count() {
-            ready.store(true, Ordering::SeqCst);
-            tracing::info!(shards = routed, "distributor ready: every shard has a route");
-            return;
-        }
-        if !logged {
-            tracing::info!(routed, shards = client.shard_count(), "waiting for the ingesters to report every shard");
-            logged = true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        client.refresh().await;
-    }
 }

@@ -2,6 +2,7 @@
 //! (the default) it runs a complete single-process Aion: remote-write ingest,
 //! RocksDB storage and the Prometheus query API, data in `./data`.
 
+mod cluster_front;
 mod config;
 mod distributor_role;
 mod ingester_role;
