@@ -245,6 +245,22 @@ pub fn batch(shard: u64, i: u64) -> WriteBatch {
     }
 }
 
+/// One lazily connecting `Ingester` client per node (id → gRPC address),
+/// each call limited to `timeout`.
+pub fn lazy_ingester_clients(addrs: &BTreeMap<u64, String>, timeout: Duration) -> BTreeMap<u64, IngesterClient<Channel>> {
+    addrs
+        .iter()
+        .map(|(id, a)| {
+            let ch = Endpoint::from_shared(format!("http://{a}"))
+                .expect("valid endpoint")
+                .connect_timeout(Duration::from_millis(500))
+                .timeout(timeout)
+                .connect_lazy();
+            (*id, IngesterClient::new(ch).max_decoding_message_size(256 << 20))
+        })
+        .collect()
+}
+
 /// A client of the whole cluster: remembers each shard's leader, follows
 /// redirects, retries `UNAVAILABLE`/transport errors on the next node.
 #[derive(Clone)]
@@ -257,18 +273,7 @@ pub struct ClusterClient {
 impl ClusterClient {
     /// Lazily connecting clients for `addrs`; each call times out after 4 s.
     pub fn new(addrs: &BTreeMap<u64, String>) -> ClusterClient {
-        let clients = addrs
-            .iter()
-            .map(|(id, a)| {
-                let ch = Endpoint::from_shared(format!("http://{a}"))
-                    .expect("valid endpoint")
-                    .connect_timeout(Duration::from_millis(500))
-                    .timeout(Duration::from_secs(4))
-                    .connect_lazy();
-                (*id, IngesterClient::new(ch))
-            })
-            .collect();
-        ClusterClient { clients, leader_hint: Default::default() }
+        ClusterClient { clients: lazy_ingester_clients(addrs, Duration::from_secs(4)), leader_hint: Default::default() }
     }
 
     fn target(&self, shard: u64) -> u64 {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// The tenant header.
 const TENANT_HEADER: &str = "X-Scope-OrgID";
@@ -94,17 +94,7 @@ pub fn re(name: &str, value: &str) -> pb::LabelMatcher {
 impl ShardReader {
     /// Lazily connecting clients for `addrs` (id → gRPC address).
     pub fn new(addrs: &BTreeMap<u64, String>) -> ShardReader {
-        let clients = addrs
-            .iter()
-            .map(|(id, a)| {
-                let ch = Endpoint::from_shared(format!("http://{a}"))
-                    .expect("valid endpoint")
-                    .connect_timeout(Duration::from_millis(500))
-                    .timeout(Duration::from_secs(5))
-                    .connect_lazy();
-                (*id, IngesterClient::new(ch).max_decoding_message_size(256 << 20))
-            })
-            .collect();
+        let clients = super::cluster::lazy_ingester_clients(addrs, Duration::from_secs(5));
         ShardReader { clients }
     }
 

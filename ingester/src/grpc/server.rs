@@ -72,6 +72,16 @@ impl<S: ShardData + ShardQuery> IngesterService<S> {
         })
     }
 
+    /// The hosted replica of `shard` once this node has confirmed it leads
+    /// it and applied everything committed (a linearizable read may follow):
+    /// NOT_FOUND when not hosted, FAILED_PRECONDITION with the leader's id and
+    /// address on a follower, UNAVAILABLE without a confirmed quorum.
+    pub async fn leader_shard(&self, shard: ShardId) -> Result<Arc<HostedShard<S>>, Status> {
+        let hosted = self.shard(shard)?;
+        self.linearize(&hosted).await?;
+        Ok(hosted)
+    }
+
     /// Confirms this node leads `shard` and has applied everything committed.
     async fn linearize(&self, shard: &HostedShard<S>) -> Result<(), Status> {
         let wait = tokio::time::timeout(self.config.read_timeout, shard.raft.ensure_linearizable());
@@ -122,10 +132,7 @@ impl<S: ShardData + ShardQuery> IngesterService<S> {
         T: Send + 'static,
         F: FnOnce(&dyn aion_model::storage::Queryable) -> Result<T, StorageError> + Send + 'static,
     {
-        let hosted = self.shard(shard)?;
-        if !follower_ok {
-            self.linearize(&hosted).await?;
-        }
+        let hosted = if follower_ok { self.shard(shard)? } else { self.leader_shard(shard).await? };
         tokio::task::spawn_blocking(move || f(hosted.data.queryable()))
             .await
             .map_err(|e| Status::internal(format!("shard {shard}: read task failed: {e}")))?
