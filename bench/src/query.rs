@@ -1,6 +1,8 @@
 //! `aion-bench query`: dashboard-query latency of Aion vs Prometheus vs
 //! VictoriaMetrics on the same data in the same run. Every target is started
-//! fresh on loopback (or, for Aion, given as URLs of a running cluster),
+//! fresh on loopback — Aion as one process (`aion`) and/or as the 3-ingester
+//! RF 3 cluster behind a querier (`aion-cluster`), or given as URLs of a
+//! running cluster —
 //! receives identical remote-write bodies (24 h at 1 m of a service fleet,
 //! step by step so no sender runs ahead of another), then each query of
 //! [`queries::QUERIES`] is run `runs` times per target after one warm-up;
@@ -28,7 +30,9 @@ pub struct QueryBenchConfig {
     pub hours: usize,
     /// Timed runs per query and target (after one warm-up).
     pub runs: usize,
-    /// Targets to start: `aion`, `prometheus`, `victoria-metrics`.
+    /// Targets to start: `aion` (one process), `aion-cluster` (3 ingesters
+    /// RF 3 + distributor + querier, `target/cluster.rs`), `prometheus`,
+    /// `victoria-metrics`.
     pub targets: Vec<target::Kind>,
     /// Binaries per kind.
     pub aion_bin: PathBuf,
@@ -77,7 +81,7 @@ pub async fn run(cfg: QueryBenchConfig) -> Result<bool> {
     }
 
     let mut ok = true;
-    println!("{:<24} {:>12} {:>12} {:>12} {:>14}", "query", "aion ms", "prom ms", "vm ms", "aion/fastest");
+    print_header(&endpoints);
     for q in queries::QUERIES {
         let mut medians = Vec::new();
         let mut counts = Vec::new();
@@ -85,25 +89,14 @@ pub async fn run(cfg: QueryBenchConfig) -> Result<bool> {
             let path = query_path(ep, q, start_ms, end_ms);
             let (median, count) = time_query(ep, &path, cfg.runs).await?;
             println!("QUERY name={} target={} median_ms={:.2} series={}", q.name, ep.name, median, count);
-            medians.push((ep.name.clone(), median));
+            medians.push(median);
             counts.push(count);
         }
         if counts.windows(2).any(|w| w[0] != w[1]) {
             println!("MISMATCH {}: series counts {:?}", q.name, counts);
             ok = false;
         }
-        let get = |n: &str| medians.iter().find(|(k, _)| k.starts_with(n)).map(|(_, v)| *v);
-        let (a, p, v) = (get("aion"), get("prometheus"), get("victoria"));
-        let fastest = match (p, v) {
-            (Some(p), Some(v)) => Some(p.min(v)),
-            (p, v) => p.or(v),
-        };
-        let fmt = |x: Option<f64>| x.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
-        let ratio = match (a, fastest) {
-            (Some(a), Some(f)) if f > 0.0 => format!("{:.2}x", a / f),
-            _ => "-".into(),
-        };
-        println!("{:<24} {:>12} {:>12} {:>12} {:>14}", q.name, fmt(a), fmt(p), fmt(v), ratio);
+        print_row(q.name, &endpoints, &medians);
     }
     for ep in endpoints {
         if let Some(r) = ep._running {
@@ -115,7 +108,7 @@ pub async fn run(cfg: QueryBenchConfig) -> Result<bool> {
 
 async fn start_endpoint(cfg: &QueryBenchConfig, kind: target::Kind) -> Result<Endpoint> {
     if let (target::Kind::AionRf1, Some((write, api))) = (kind, &cfg.aion_external) {
-        return Ok(Endpoint { name: "aion-cluster".into(), write: write.clone(), api: api.clone(), extra_query: "", _running: None });
+        return Ok(Endpoint { name: "aion-external".into(), write: write.clone(), api: api.clone(), extra_query: "", _running: None });
     }
     let bin = match kind {
         target::Kind::AionRf1 | target::Kind::AionRf3 => cfg.aion_bin.clone(),
@@ -125,8 +118,9 @@ async fn start_endpoint(cfg: &QueryBenchConfig, kind: target::Kind) -> Result<En
     let spec = target::TargetSpec { kind, bin, config_file: cfg.aion_config.clone() };
     let running = target::start(&spec).await?;
     let api_path = running.query_path.trim_end_matches("/query");
+    let name = if kind == target::Kind::AionRf3 { "aion-cluster" } else { kind.name() };
     Ok(Endpoint {
-        name: kind.name().into(),
+        name: name.into(),
         write: running.write_url.clone(),
         api: running.base.with_path(api_path),
         extra_query: if kind == target::Kind::VictoriaMetrics { "&nocache=1" } else { "" },
@@ -189,6 +183,35 @@ async fn wait_visible(ep: &Endpoint, series: usize, end_ms: i64) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Err(BenchError::Target { target: ep.name.clone(), why: format!("not all {series} series visible after 60 s; last answer: {last}") })
+}
+
+/// Table header: one column per target, then Aion's ratio to the faster peer.
+fn print_header(endpoints: &[Endpoint]) {
+    let mut line = format!("{:<24}", "query");
+    for ep in endpoints {
+        line.push_str(&format!(" {:>16}", format!("{} ms", ep.name)));
+    }
+    line.push_str(&format!(" {:>24}", "aion/fastest peer"));
+    println!("{line}");
+}
+
+/// One table row; the ratio column lists every Aion target's median over the
+/// faster of Prometheus and VictoriaMetrics.
+fn print_row(name: &str, endpoints: &[Endpoint], medians: &[f64]) {
+    let is_aion = |ep: &Endpoint| ep.name.starts_with("aion");
+    let fastest = endpoints.iter().zip(medians).filter(|(ep, _)| !is_aion(ep)).map(|(_, m)| *m).reduce(f64::min);
+    let mut line = format!("{name:<24}");
+    for m in medians {
+        line.push_str(&format!(" {:>16}", format!("{m:.2}")));
+    }
+    let ratios: Vec<String> = endpoints
+        .iter()
+        .zip(medians)
+        .filter(|(ep, _)| is_aion(ep))
+        .filter_map(|(_, a)| fastest.filter(|f| *f > 0.0).map(|f| format!("{:.2}x", a / f)))
+        .collect();
+    line.push_str(&format!(" {:>24}", if ratios.is_empty() { "-".to_string() } else { ratios.join(" ") }));
+    println!("{line}");
 }
 
 fn query_path(ep: &Endpoint, q: &queries::BenchQuery, start_ms: i64, end_ms: i64) -> String {

@@ -33,7 +33,7 @@ impl From<OverridesError> for DistributorError {
 /// Starts the task re-reading the ingestion overrides file `path` every
 /// `period` (see [`aion_overrides::spawn_reloader`]).
 pub fn spawn_reloader(limits: Weak<TenantLimits>, path: PathBuf, period: Duration) {
-    aion_overrides::spawn_reloader(limits, path, period, "ingestion limit overrides");
+    aion_overrides::spawn_reloader(limits, path, period, "runtime overrides");
 }
 
 #[cfg(test)]

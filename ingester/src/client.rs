@@ -27,7 +27,7 @@ pub use select::{merge_series, union_sorted, FanOutConfig, FanOutMetrics, FanOut
 pub use metrics::RouterMetrics;
 pub use placement::ShardRing;
 pub use metadata::ClusterMetadata;
-pub use pushdown::{aggregate_shard, ShardPartial};
+pub use pushdown::{aggregate_node, aggregate_shard, NodePartial, ShardPartial};
 pub use push::{PushReport, RetryPolicy};
 pub use router::ShardRouter;
 pub use shard_map::{ReplicaRoute, ShardMap, ShardRoute};

@@ -11,9 +11,10 @@ pub(crate) use series_table::SeriesTable;
 pub(crate) use state::{ClosedChunk, HeadState, Verdict};
 
 use crate::postings::TenantIndex;
-use crate::series::{same_labels, to_labels, Interner, PackedLabels};
+use crate::series::{packed_hash, packed_to_labels_lossy, same_labels, to_labels, Interner, PackedLabels};
 use aion_model::hash::labels_hash;
 use aion_model::labels::Labels;
+use aion_model::sample::Sample;
 use aion_model::storage::{AppendOutcome, SampleRejection, WriteBatch};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -65,6 +66,8 @@ pub(crate) struct Head {
     /// Series with a non-empty open chunk.
     pub head_chunks: usize,
     max_per_chunk: usize,
+    /// Reused buffer of [`packed_hash`].
+    hash_scratch: Vec<u8>,
 }
 
 impl Head {
@@ -79,6 +82,7 @@ impl Head {
             max_t: None,
             head_chunks: 0,
             max_per_chunk,
+            hash_scratch: Vec::with_capacity(256),
         }
     }
 
@@ -235,16 +239,54 @@ impl Head {
                 Some(h) => self.get_or_create(tenant, h.hash, &s.labels, writes),
                 None => self.get_or_create(tenant, labels_hash(&s.labels), &s.labels, writes),
             };
-            self.append_samples(r, s, &mut out, writes);
+            self.append_samples(r, s.samples.iter().copied(), &mut out, writes);
         }
         out
     }
 
-    /// Appends the samples of `s` to series `r`, counting into `out`.
+    /// Applies a batch of `tenant` whose series come as labels in the packed
+    /// form ([`PackedLabels`]: sorted, unique, UTF-8, as a validated Raft
+    /// batch holds them) with their samples. Same result as [`Head::apply`]
+    /// of the owned batch, but a known series costs a hash and a byte
+    /// comparison: only a new series materialises its labels.
+    pub(crate) fn apply_packed<'a, S: ExactSizeIterator<Item = Sample>>(
+        &mut self,
+        tenant: &str,
+        series: impl Iterator<Item = (&'a [u8], S)>,
+        writes: &mut ApplyWrites,
+    ) -> AppendOutcome {
+        let mut out = AppendOutcome::default();
+        let mut scratch = std::mem::take(&mut self.hash_scratch);
+        for (packed, samples) in series {
+            if samples.len() == 0 {
+                continue;
+            }
+            let hash = packed_hash(packed, &mut scratch);
+            let known = self.tenants.get(tenant).and_then(|idx| {
+                idx.refs_with_hash(hash).find(|r| {
+                    self.series
+                        .get(r)
+                        .is_some_and(|s| s.labels.as_bytes() == packed)
+                })
+            });
+            let r = match known {
+                Some(r) => r,
+                None => {
+                    let labels = packed_to_labels_lossy(packed);
+                    self.get_or_create(tenant, hash, &labels, writes)
+                }
+            };
+            self.append_samples(r, samples, &mut out, writes);
+        }
+        self.hash_scratch = scratch;
+        out
+    }
+
+    /// Appends `samples` to series `r`, counting into `out`.
     fn append_samples(
         &mut self,
         r: u64,
-        s: &aion_model::storage::SeriesSamples,
+        samples: impl IntoIterator<Item = Sample>,
         out: &mut AppendOutcome,
         writes: &mut ApplyWrites,
     ) {
@@ -253,8 +295,8 @@ impl Head {
             .get_mut(&r)
             .expect("BUG: series just looked up or created");
         let had_chunk = series.state.chunk_len > 0;
-        for sample in &s.samples {
-            let (verdict, closed) = series.state.append(r, *sample, self.max_per_chunk);
+        for sample in samples {
+            let (verdict, closed) = series.state.append(r, sample, self.max_per_chunk);
             writes.closed.extend(closed);
             match verdict {
                 Verdict::Appended => {
@@ -263,7 +305,7 @@ impl Head {
                 }
                 Verdict::Duplicate => out.duplicates_ignored += 1,
                 Verdict::Rejected(reason) => out.rejected.push(SampleRejection {
-                    labels: s.labels.clone(),
+                    labels: to_labels(&series.labels),
                     t: sample.t,
                     reason,
                 }),
@@ -388,5 +430,36 @@ mod tests {
         assert_eq!(h.series.get(&1).unwrap().state.last, Some(aion_model::sample::Sample::new(2, 2.0)));
         assert_eq!(h.labels_of(1), Some(first.series[0].labels.clone()));
         assert!(h.resolve(&batch("b", "up", &[(1, 1.0)]))[0].r.is_none(), "refs are per tenant");
+    }
+
+    #[test]
+    fn packed_apply_matches_the_owned_apply() {
+        let labels = |i: u32| Labels::from_pairs([("__name__", "m".to_string()), ("i", i.to_string())]);
+        let mut owned = Head::new(3);
+        let mut packed = Head::new(3);
+        let mut scratch = Vec::new();
+        for step in 0..5i64 {
+            let series: Vec<SeriesSamples> = (0..4)
+                .map(|i| SeriesSamples {
+                    labels: labels(i),
+                    // Series 3 re-sends an old sample from step 2 on (rejected).
+                    samples: vec![Sample::new(if i == 3 && step > 1 { 0 } else { step * 10 }, i as f64)],
+                })
+                .collect();
+            let b = WriteBatch { tenant: TenantId::new("t").unwrap(), series };
+            let packs: Vec<PackedLabels> = b.series.iter().map(|s| PackedLabels::new(&s.labels)).collect();
+            for (p, s) in packs.iter().zip(&b.series) {
+                assert_eq!(packed_hash(p.as_bytes(), &mut scratch), labels_hash(&s.labels));
+            }
+            let (mut w1, mut w2) = (ApplyWrites::default(), ApplyWrites::default());
+            let o1 = owned.apply(&b, None, &mut w1);
+            let iter = packs.iter().zip(&b.series).map(|(p, s)| (p.as_bytes(), s.samples.clone().into_iter()));
+            let o2 = packed.apply_packed("t", iter, &mut w2);
+            assert_eq!(o1, o2, "step {step}");
+            assert_eq!((w1.new_series, w1.closed.len()), (w2.new_series, w2.closed.len()));
+        }
+        assert_eq!(packed.series.len(), 4);
+        assert_eq!(packed.labels_of(4), Some(labels(3)));
+        assert_eq!((packed.head_chunks, packed.max_t), (owned.head_chunks, owned.max_t));
     }
 }

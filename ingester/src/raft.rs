@@ -1,7 +1,8 @@
 //! Raft replication of one shard (openraft 0.9, storage v2).
 //!
 //! Design: every shard is its own openraft group ([`TypeConfig`]); a log
-//! entry's payload is one [`ShardWrite`] (a tenant's `WriteBatch`), and
+//! entry's payload is one [`ShardWrite`] (a tenant's encoded, validated
+//! `WriteBatch`, carried as bytes from the Push to the apply), and
 //! applying it yields a [`WriteSummary`]. An ingester keeps the logs of all
 //! the shards it hosts in ONE RocksDB ([`RaftLogDb`]): column family
 //! `raft_log` keyed `shard_id u64 BE | log_index u64 BE` (so each shard's log
@@ -23,6 +24,7 @@
 //! last entry; purge records the new `last_purged` in the same atomic write
 //! that deletes the entries; no shard's key range overlaps another's.
 
+pub mod batch;
 pub mod codec;
 pub mod log_store;
 pub mod metrics;
@@ -31,10 +33,11 @@ pub mod state_machine;
 pub mod tsdb_data;
 pub mod wire;
 
-use aion_model::storage::{AppendOutcome, WriteBatch};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use aion_model::storage::AppendOutcome;
+use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 
+pub use batch::ShardWrite;
 pub use log_store::{RaftLogDb, RaftLogError, ShardLogStore, CF_RAFT_LOG, CF_RAFT_META};
 pub use state_machine::{MemShardData, ShardData, ShardSnapshotBuilder, ShardStateMachine};
 pub use tsdb_data::{shard_tsdb_dir, TsdbShardData, TsdbStateMachine};
@@ -60,53 +63,6 @@ openraft::declare_raft_types!(
 /// A shard's Raft instance.
 pub type ShardRaft = openraft::Raft<TypeConfig>;
 
-/// The application payload of a Raft log entry: one write batch.
-///
-/// Serialised (for openraft's serde needs, e.g. a future RPC transport) as
-/// the compact byte codec of [`codec::encode_write_batch`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct ShardWrite(pub WriteBatch);
-
-impl Serialize for ShardWrite {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut buf = Vec::new();
-        codec::encode_write_batch(&self.0, &mut buf);
-        s.serialize_bytes(&buf)
-    }
-}
-
-/// Accepts the encoded batch as a byte string, or as a sequence of bytes
-/// (what self-describing formats such as JSON turn a byte string into).
-struct ShardWriteVisitor;
-
-impl<'de> serde::de::Visitor<'de> for ShardWriteVisitor {
-    type Value = ShardWrite;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an encoded write batch (bytes)")
-    }
-
-    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<ShardWrite, E> {
-        codec::decode_write_batch(v)
-            .map(ShardWrite)
-            .map_err(E::custom)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ShardWrite, A::Error> {
-        let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
-        while let Some(b) = seq.next_element::<u8>()? {
-            bytes.push(b);
-        }
-        self.visit_bytes(&bytes)
-    }
-}
-
-impl<'de> Deserialize<'de> for ShardWrite {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_bytes(ShardWriteVisitor)
-    }
-}
-
 /// What applying one entry did: counts of an [`AppendOutcome`] plus the first
 /// few rejection messages (enough for a client error, bounded in size).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +75,11 @@ pub struct WriteSummary {
     pub rejected: u64,
     /// Up to [`WriteSummary::MAX_MESSAGES`] rejection messages.
     pub messages: Vec<String>,
+    /// For an entry of merged writes ([`ShardWrite::merge`]): the summary of
+    /// each part, in order (the fields above are then their totals). Empty
+    /// for a single write.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<WriteSummary>,
 }
 
 impl WriteSummary {
@@ -145,6 +106,23 @@ impl WriteSummary {
             duplicates_ignored: o.duplicates_ignored,
             rejected: o.rejected.len() as u64,
             messages,
+            parts: Vec::new(),
+        }
+    }
+
+    /// Summarises the outcomes of an entry's parts (one per part): a single
+    /// part's summary as it is, several as totals plus [`WriteSummary::parts`].
+    pub fn from_parts(outcomes: &[AppendOutcome]) -> Self {
+        if let [one] = outcomes {
+            return Self::from_outcome(one);
+        }
+        let parts: Vec<WriteSummary> = outcomes.iter().map(Self::from_outcome).collect();
+        Self {
+            appended: parts.iter().map(|p| p.appended).sum(),
+            duplicates_ignored: parts.iter().map(|p| p.duplicates_ignored).sum(),
+            rejected: parts.iter().map(|p| p.rejected).sum(),
+            messages: parts.iter().flat_map(|p| p.messages.iter().cloned()).take(Self::MAX_MESSAGES).collect(),
+            parts,
         }
     }
 }
@@ -154,12 +132,12 @@ mod tests {
     use super::*;
     use aion_model::labels::Labels;
     use aion_model::sample::Sample;
-    use aion_model::storage::SeriesSamples;
+    use aion_model::storage::{SeriesSamples, WriteBatch};
     use aion_model::tenant::TenantId;
 
     #[test]
     fn shard_write_serde_round_trips_through_json_and_rejects_garbage() {
-        let w = ShardWrite(WriteBatch {
+        let w = ShardWrite::from(WriteBatch {
             tenant: TenantId::new("t").unwrap(),
             series: vec![SeriesSamples {
                 labels: Labels::from_pairs([("a", "b")]),

@@ -71,6 +71,11 @@ impl PackedLabels {
         })
     }
 
+    /// The packed bytes.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// True when these are exactly `labels` (compared as bytes, no UTF-8 checks).
     pub(crate) fn eq_labels(&self, labels: &Labels) -> bool {
         let b = &self.0;
@@ -83,6 +88,34 @@ impl PackedLabels {
                 && packed_bytes(b, &mut pos) == l.value.as_bytes()
         })
     }
+}
+
+/// [`aion_model::hash::labels_hash`] of labels in the packed form, computed
+/// from the bytes (no UTF-8 checks) with `scratch` as the hashed buffer.
+pub(crate) fn packed_hash(b: &[u8], scratch: &mut Vec<u8>) -> u64 {
+    scratch.clear();
+    let mut pos = 0;
+    let n = packed_uvarint(b, &mut pos);
+    for _ in 0..2 * n {
+        let s = packed_bytes(b, &mut pos);
+        scratch.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        scratch.extend_from_slice(s);
+    }
+    xxhash_rust::xxh3::xxh3_64(scratch)
+}
+
+/// Labels from bytes in the packed form whose strings were not checked
+/// (invalid UTF-8 is replaced, never panics).
+pub(crate) fn packed_to_labels_lossy(b: &[u8]) -> Labels {
+    let mut pos = 0;
+    let n = packed_uvarint(b, &mut pos);
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = String::from_utf8_lossy(packed_bytes(b, &mut pos)).into_owned();
+        let value = String::from_utf8_lossy(packed_bytes(b, &mut pos)).into_owned();
+        out.push(Label::new(name, value));
+    }
+    Labels::from_sorted(out)
 }
 
 /// String interner for tenant ids, label names and label values.

@@ -10,8 +10,11 @@
 //! alias (it must implement [`ShardData`] and [`ShardQuery`]) and the one
 //! call that builds the state machine.
 
+mod group_commit;
 mod hosting;
 mod membership;
+
+pub use group_commit::{GroupCommit, WriteResult};
 
 use crate::raft::metrics::ShardRaftStats;
 use crate::raft::network::{ChannelPool, GrpcNetworkFactory};
@@ -153,6 +156,8 @@ pub struct HostedShard<S> {
     pub data: Arc<S>,
     /// Counters of this replica (metrics).
     pub stats: Arc<ShardRaftStats>,
+    /// Group commit of the writes this replica proposes as leader.
+    pub writer: Arc<GroupCommit>,
 }
 
 /// Raft state of one hosted shard, as the admin API will list it.
@@ -315,6 +320,7 @@ impl<S: ShardData + ShardQuery> ShardHost<S> {
             raft,
             data,
             stats,
+            writer: Arc::default(),
         });
         let mut shards = self.shards.write();
         if shards.contains_key(&shard) {

@@ -146,6 +146,7 @@ async fn select(addr: &str, shard: ShardId) -> Result<Vec<Series>, tonic::Status
         start_ms: i64::MIN,
         end_ms: i64::MAX,
         allow_follower_read: false,
+        ..Default::default()
     };
     let mut stream = client(addr).await.select(req).await?.into_inner();
     let mut out = Vec::new();

@@ -67,6 +67,7 @@ async fn select(addr: &str, shard: ShardId, follower: bool) -> Result<usize, ton
         start_ms: i64::MIN,
         end_ms: i64::MAX,
         allow_follower_read: follower,
+        ..Default::default()
     };
     let mut c = IngesterClient::connect(format!("http://{addr}")).await.unwrap();
     let mut stream = c.select(req).await?.into_inner();

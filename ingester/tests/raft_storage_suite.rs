@@ -44,7 +44,7 @@ fn batch(tag: &str, n: usize) -> WriteBatch {
 fn entry(term: u64, index: u64, tag: &str) -> Entry<TypeConfig> {
     Entry {
         log_id: log_id(term, index),
-        payload: EntryPayload::Normal(ShardWrite(batch(tag, 3))),
+        payload: EntryPayload::Normal(ShardWrite::from(batch(tag, 3))),
     }
 }
 
@@ -111,7 +111,7 @@ async fn shards_in_one_db_do_not_see_each_other() {
     assert_eq!(indices(&eb), vec![1, 2]);
     assert!(eb
         .iter()
-        .all(|e| matches!(&e.payload, EntryPayload::Normal(w) if w.0 == batch("b", 3))));
+        .all(|e| matches!(&e.payload, EntryPayload::Normal(w) if w.to_batch() == batch("b", 3))));
     assert_eq!(a.read_vote().await.unwrap(), Some(Vote::new(1, 1)));
     assert_eq!(
         b.read_vote().await.unwrap(),
@@ -155,7 +155,7 @@ async fn log_vote_and_purge_point_survive_reopen() {
     assert_eq!(s.read_committed().await.unwrap(), Some(log_id(3, 90)));
     let es = s.try_get_log_entries(11..=100).await.unwrap();
     assert_eq!(indices(&es), (11..=100).collect::<Vec<_>>());
-    assert!(matches!(&es[0].payload, EntryPayload::Normal(w) if w.0 == batch("x", 3)));
+    assert!(matches!(&es[0].payload, EntryPayload::Normal(w) if w.to_batch() == batch("x", 3)));
 }
 
 #[tokio::test]
@@ -306,7 +306,7 @@ mod cluster {
                 samples: vec![Sample::new(i as i64 * 1_000, i as f64)],
             })
             .collect();
-        ShardWrite(WriteBatch {
+        ShardWrite::from(WriteBatch {
             tenant: TenantId::new("t1").unwrap(),
             series,
         })

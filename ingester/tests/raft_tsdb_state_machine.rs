@@ -88,7 +88,7 @@ fn write(i: u64) -> ShardWrite {
             samples: vec![Sample::new(i as i64 * 1_000, i as f64 * 0.5)],
         })
         .collect();
-    ShardWrite(WriteBatch {
+    ShardWrite::from(WriteBatch {
         tenant: tenant(),
         series,
     })

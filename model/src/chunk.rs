@@ -3,8 +3,10 @@
 //! `docs/format/chunk.md`.
 
 pub mod bstream;
+pub mod series;
 #[doc(hidden)]
 pub mod testdata;
 pub mod xor;
 
+pub use series::ChunkSeries;
 pub use xor::{XorChunk, XorIter};

@@ -2,11 +2,13 @@
 //! runner and unit tests. Same ordering rules as the ingester: out-of-order
 //! samples and same-timestamp-different-value samples are rejected.
 
+use crate::chunk::{ChunkSeries, XorChunk};
 use crate::labels::Labels;
 use crate::matcher::{matches_all, Matcher};
 use crate::sample::Sample;
 use crate::storage::{
-    AppendOutcome, Appender, Queryable, RejectReason, SampleRejection, SelectHints, Series, StorageError, WriteBatch,
+    AppendOutcome, Appender, Queryable, RejectReason, SampleRejection, SelectHints, SelectedSeries, Series,
+    StorageError, WriteBatch,
 };
 use crate::tenant::TenantId;
 use parking_lot::RwLock;
@@ -51,6 +53,38 @@ impl Queryable for MemStore {
         Ok(Self::matching(data.get(tenant), hints, matchers)
             .map(|(l, s)| Series { labels: l.clone(), samples: s.to_vec() })
             .collect())
+    }
+
+    /// Every series left encoded, as a chunk store would (so the engine's
+    /// lazy read path runs under the conformance scripts too): the samples
+    /// in range and one beyond each edge, in chunks of up to 120 samples.
+    fn select_chunks(
+        &self,
+        tenant: &TenantId,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+    ) -> Result<Vec<SelectedSeries>, StorageError> {
+        let data = self.data.read();
+        let Some(all) = data.get(tenant) else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for (labels, samples) in all {
+            if !matches_all(matchers, labels) {
+                continue;
+            }
+            let lo = samples.partition_point(|x| x.t < hints.start);
+            let hi = samples.partition_point(|x| x.t <= hints.end);
+            if lo >= hi {
+                continue;
+            }
+            let mut series = ChunkSeries::new(labels.clone(), hints.start, hints.end);
+            for part in samples[lo.saturating_sub(1)..(hi + 1).min(samples.len())].chunks(120) {
+                let mut chunk = XorChunk::new();
+                part.iter().for_each(|s| chunk.append(s.t, s.v));
+                series.push_chunk(chunk.bytes());
+            }
+            out.push(SelectedSeries::Encoded(series));
+        }
+        Ok(out)
     }
 
     fn label_names(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<String>, StorageError> {

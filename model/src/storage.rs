@@ -9,6 +9,7 @@ mod warnings;
 pub use cancel::{current_cancel_flag, with_cancel_flag, CancelOnDrop};
 pub use warnings::{collect_warnings, report_warning};
 
+use crate::chunk::ChunkSeries;
 use crate::labels::Labels;
 use crate::matcher::Matcher;
 use crate::sample::Sample;
@@ -40,6 +41,37 @@ pub struct Series {
     pub samples: Vec<Sample>,
 }
 
+/// A series from [`Queryable::select_chunks`]: decoded already, or still
+/// encoded (then it is known to have at least one sample in range).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SelectedSeries {
+    /// Samples decoded by the storage.
+    Decoded(Series),
+    /// Chunks for the reader to decode ([`ChunkSeries::decode_into`]).
+    Encoded(ChunkSeries),
+}
+
+impl SelectedSeries {
+    /// The series' labels.
+    pub fn labels(&self) -> &Labels {
+        match self {
+            SelectedSeries::Decoded(s) => &s.labels,
+            SelectedSeries::Encoded(c) => &c.labels,
+        }
+    }
+
+    /// Decodes (when needed) into a plain [`Series`].
+    pub fn into_series(self) -> Result<Series, StorageError> {
+        match self {
+            SelectedSeries::Decoded(s) => Ok(s),
+            SelectedSeries::Encoded(c) => {
+                let samples = c.decode().map_err(|e| StorageError::Corruption(e.to_string()))?;
+                Ok(Series { labels: c.labels, samples })
+            }
+        }
+    }
+}
+
 /// Errors of a storage backend, as the engine and the write path see them.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum StorageError {
@@ -69,6 +101,19 @@ pub trait Queryable: Send + Sync {
     /// Series of `tenant` matching every matcher, with their samples in `hints`.
     /// Series with no sample in range are omitted.
     fn select(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<Series>, StorageError>;
+
+    /// Like [`Queryable::select`], but a backend that stores chunks may
+    /// leave series encoded, so the caller decodes them where it consumes
+    /// them (one series at a time, in parallel) instead of holding every
+    /// decoded sample of the selection at once. Same series, same order.
+    fn select_chunks(
+        &self,
+        tenant: &TenantId,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+    ) -> Result<Vec<SelectedSeries>, StorageError> {
+        Ok(self.select(tenant, hints, matchers)?.into_iter().map(SelectedSeries::Decoded).collect())
+    }
 
     /// Label sets of series matching every matcher that have samples in range.
     fn series(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<Labels>, StorageError> {

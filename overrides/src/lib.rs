@@ -138,7 +138,7 @@ pub fn spawn_reloader<L: TenantLimitSet>(
     what: &'static str,
 ) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        tracing::warn!(path = %path.display(), what, "no tokio runtime: overrides will not be reloaded");
+        tracing::warn!(path = %path.display(), "no tokio runtime: {what} will not be reloaded");
         return;
     };
     rt.spawn(async move {
@@ -150,9 +150,9 @@ pub fn spawn_reloader<L: TenantLimitSet>(
             let Some(l) = limits.upgrade() else { return };
             let p = path.clone();
             match tokio::task::spawn_blocking(move || l.load_file(&p)).await {
-                Ok(Ok(n)) => tracing::debug!(path = %path.display(), tenants = n, what, "overrides reloaded"),
-                Ok(Err(e)) => tracing::error!(error = %e, what, "keeping the last good overrides"),
-                Err(e) => tracing::error!(error = %e, what, "overrides reload task failed"),
+                Ok(Ok(n)) => tracing::debug!(path = %path.display(), tenants = n, "{what} reloaded"),
+                Ok(Err(e)) => tracing::error!(error = %e, "keeping the last good {what}"),
+                Err(e) => tracing::error!(error = %e, "{what} reload task failed"),
             }
         }
     });

@@ -15,6 +15,7 @@
 //! plain plan, so annotations and their positions stay exactly Prometheus's.
 
 pub mod service;
+pub mod wire;
 
 use crate::engine::functions::aggregate::kahan_add;
 use crate::engine::{Engine, EngineError, EngineOptions, Value};
@@ -22,7 +23,7 @@ use aion_model::storage::{PartialSeries, PushdownRequest, Queryable};
 use aion_model::{Labels, Sample, TenantId};
 use promql_parser::parser::token::{T_COUNT, T_GROUP, T_MAX, T_MIN, T_SUM};
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
-use std::collections::BTreeMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::time::Duration;
 
 /// Range functions whose value at a step depends on one series' window only.
@@ -130,41 +131,100 @@ pub fn evaluate_partial(
     Ok(PartialResult { series, annotated })
 }
 
-/// Folds per-shard results into one series per label set, points in time order.
+/// Folds per-shard results into one series per label set, points in time
+/// order, output sorted by labels. Linear in the points: each part's points
+/// are in time order (the engine's output is), so a group's points are
+/// combined by a sorted merge — in place when the parts share the step grid,
+/// as every shard's answer for one query does.
 pub fn merge(op: MergeOp, parts: Vec<Vec<PartialSeries>>) -> Vec<PartialSeries> {
-    // labels → timestamp → (value, kahan compensation)
-    let mut acc: BTreeMap<Labels, BTreeMap<i64, (f64, f64)>> = BTreeMap::new();
+    // labels → (timestamp, value, kahan compensation) in time order
+    let mut acc: HashMap<Labels, Vec<Acc>> = HashMap::new();
     for s in parts.into_iter().flatten() {
-        let points = acc.entry(s.labels).or_default();
-        for p in s.points {
-            match points.get_mut(&p.t) {
-                None => {
-                    let v = if op == MergeOp::Group { 1.0 } else { p.v };
-                    points.insert(p.t, (v, 0.0));
-                }
-                Some((cur, c)) => match op {
-                    MergeOp::Sum => (*cur, *c) = kahan_add(*cur, *c, p.v),
-                    MergeOp::Min => {
-                        if *cur > p.v || cur.is_nan() {
-                            *cur = p.v
-                        }
-                    }
-                    MergeOp::Max => {
-                        if *cur < p.v || cur.is_nan() {
-                            *cur = p.v
-                        }
-                    }
-                    MergeOp::Group => {}
-                },
+        let mut points = s.points;
+        if !points.windows(2).all(|w| w[0].t < w[1].t) {
+            points.sort_by_key(|p| p.t);
+        }
+        match acc.entry(s.labels) {
+            Entry::Vacant(e) => {
+                e.insert(start_acc(op, &points));
             }
+            Entry::Occupied(mut e) => fold_points(op, e.get_mut(), &points),
         }
     }
-    acc.into_iter()
+    let mut out: Vec<PartialSeries> = acc
+        .into_iter()
         .map(|(labels, points)| PartialSeries {
             labels,
-            points: points.into_iter().map(|(t, (v, c))| Sample::new(t, finish(v, c))).collect(),
+            points: points.into_iter().map(|a| Sample::new(a.t, finish(a.v, a.c))).collect(),
         })
-        .collect()
+        .collect();
+    out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+    out
+}
+
+/// One merged point: timestamp, value, Kahan compensation.
+#[derive(Debug, Clone, Copy)]
+struct Acc {
+    t: i64,
+    v: f64,
+    c: f64,
+}
+
+/// A group's first part as accumulators (sorted, duplicates combined).
+fn start_acc(op: MergeOp, points: &[Sample]) -> Vec<Acc> {
+    let mut out: Vec<Acc> = Vec::with_capacity(points.len());
+    for p in points {
+        match out.last_mut() {
+            Some(a) if a.t == p.t => combine(op, a, p.v),
+            _ => out.push(Acc { t: p.t, v: if op == MergeOp::Group { 1.0 } else { p.v }, c: 0.0 }),
+        }
+    }
+    out
+}
+
+/// Adds a part's points (time order) into a group's accumulators.
+fn fold_points(op: MergeOp, acc: &mut Vec<Acc>, points: &[Sample]) {
+    if acc.len() == points.len() && acc.iter().zip(points).all(|(a, p)| a.t == p.t) {
+        for (a, p) in acc.iter_mut().zip(points) {
+            combine(op, a, p.v);
+        }
+        return;
+    }
+    let old = std::mem::take(acc);
+    acc.reserve(old.len().max(points.len()));
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < points.len() {
+        let take_old = j >= points.len() || (i < old.len() && old[i].t <= points[j].t);
+        if take_old {
+            acc.push(old[i]);
+            i += 1;
+            continue;
+        }
+        let p = points[j];
+        j += 1;
+        match acc.last_mut() {
+            Some(a) if a.t == p.t => combine(op, a, p.v),
+            _ => acc.push(Acc { t: p.t, v: if op == MergeOp::Group { 1.0 } else { p.v }, c: 0.0 }),
+        }
+    }
+}
+
+/// Combines `v` into an existing point.
+fn combine(op: MergeOp, a: &mut Acc, v: f64) {
+    match op {
+        MergeOp::Sum => (a.v, a.c) = kahan_add(a.v, a.c, v),
+        MergeOp::Min => {
+            if a.v > v || a.v.is_nan() {
+                a.v = v
+            }
+        }
+        MergeOp::Max => {
+            if a.v < v || a.v.is_nan() {
+                a.v = v
+            }
+        }
+        MergeOp::Group => {}
+    }
 }
 
 /// A Kahan sum's value: the sum plus its compensation (unless infinite).
@@ -254,6 +314,31 @@ mod tests {
             }
             assert!(!got.is_empty(), "{q} returned nothing");
         }
+    }
+
+    #[test]
+    fn merge_combines_aligned_and_misaligned_parts_in_time_order() {
+        let ser = |l: &str, pts: &[(i64, f64)]| PartialSeries {
+            labels: Labels::from_pairs([("job", l)]),
+            points: pts.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
+        };
+        let parts = vec![
+            vec![ser("b", &[(10, 1.0), (20, 2.0)]), ser("a", &[(10, 5.0)])],
+            vec![ser("b", &[(10, 0.5), (20, 0.25)])],
+            vec![ser("b", &[(5, 7.0), (20, 1.0), (30, 3.0)]), ser("a", &[(30, 1.0), (10, 1.0)])],
+        ];
+        let pts = |s: &PartialSeries| s.points.iter().map(|p| (p.t, p.v)).collect::<Vec<_>>();
+        let sum = merge(MergeOp::Sum, parts.clone());
+        assert_eq!(sum.iter().map(|s| s.labels.get("job").unwrap().to_string()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(pts(&sum[0]), vec![(10, 6.0), (30, 1.0)]);
+        assert_eq!(pts(&sum[1]), vec![(5, 7.0), (10, 1.5), (20, 3.25), (30, 3.0)]);
+        let max = merge(MergeOp::Max, parts.clone());
+        assert_eq!(pts(&max[1]), vec![(5, 7.0), (10, 1.0), (20, 2.0), (30, 3.0)]);
+        let min = merge(MergeOp::Min, parts.clone());
+        assert_eq!(pts(&min[1]), vec![(5, 7.0), (10, 0.5), (20, 0.25), (30, 3.0)]);
+        let group = merge(MergeOp::Group, parts);
+        assert!(group.iter().flat_map(|s| &s.points).all(|p| p.v == 1.0));
+        assert_eq!(group[1].points.len(), 4);
     }
 
     #[test]

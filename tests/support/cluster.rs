@@ -364,6 +364,7 @@ impl ClusterClient {
             start_ms: i64::MIN,
             end_ms: i64::MAX,
             allow_follower_read: follower_read,
+            ..Default::default()
         };
         let mut c = self.clients[&node].clone();
         let mut stream = c.select(req).await?.into_inner();

@@ -1,8 +1,12 @@
-//! The `Ingester/Push` call with a request body encoded once: a shard batch
-//! is serialised to protobuf bytes before its first attempt and every retry
-//! re-sends the same bytes (a cheap `Bytes` clone) instead of deep-copying
-//! the request's label strings per attempt as the generated client would.
+//! The `Ingester/Push` and `Ingester/PushEncoded` calls with a request body
+//! encoded once: a shard batch is serialised to protobuf bytes before its
+//! first attempt and every retry re-sends the same bytes (a cheap `Bytes`
+//! clone) instead of deep-copying the request's label strings per attempt as
+//! the generated client would. `PushEncoded` carries the batch in the Raft
+//! log's batch codec, so the leader appends it without decoding the series.
 
+use crate::raft::codec;
+use aion_model::storage::WriteBatch;
 use aion_proto::ingester as pb;
 use bytes::{Buf, BufMut, Bytes};
 use prost::Message;
@@ -12,7 +16,9 @@ use tonic::transport::Channel;
 use tonic::Status;
 
 /// gRPC path of the Push method.
-const PUSH_PATH: &str = "/aion.ingester.Ingester/Push";
+pub(super) const PUSH_PATH: &str = "/aion.ingester.Ingester/Push";
+/// gRPC path of the PushEncoded method.
+pub(super) const PUSH_ENCODED_PATH: &str = "/aion.ingester.Ingester/PushEncoded";
 
 /// Sends pre-encoded request bytes; decodes a [`pb::PushResponse`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -68,12 +74,26 @@ pub(super) fn encode_push(req: &pb::PushRequest) -> Bytes {
     Bytes::from(req.encode_to_vec())
 }
 
-/// One Push call over `channel` with the pre-encoded request `body`.
-pub(super) async fn push_encoded(channel: Channel, body: Bytes) -> Result<pb::PushResponse, Status> {
+/// A `PushEncodedRequest` for `shard` carrying `batch` in the Raft batch
+/// codec, encoded once for [`push_encoded`].
+pub(super) fn encode_push_batch(shard: u64, batch: &WriteBatch) -> Bytes {
+    let mut encoded = Vec::with_capacity(64 + 96 * batch.series.len());
+    codec::encode_write_batch(batch, &mut encoded);
+    let req = pb::PushEncodedRequest {
+        shard,
+        codec_version: u32::from(codec::FORMAT_VERSION),
+        batch: encoded,
+    };
+    Bytes::from(req.encode_to_vec())
+}
+
+/// One call of the Push method at `path` (Push or PushEncoded) over
+/// `channel` with the pre-encoded request `body`.
+pub(super) async fn push_encoded(channel: Channel, path: &'static str, body: Bytes) -> Result<pb::PushResponse, Status> {
     let mut grpc = tonic::client::Grpc::new(channel)
         .max_decoding_message_size(super::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(super::MAX_MESSAGE_BYTES);
     grpc.ready().await.map_err(|e| Status::unavailable(format!("ingester connection not ready: {e}")))?;
-    let path = PathAndQuery::from_static(PUSH_PATH);
+    let path = PathAndQuery::from_static(path);
     Ok(grpc.unary(tonic::Request::new(body), path, PreEncodedPushCodec).await?.into_inner())
 }

@@ -12,10 +12,11 @@
 //! committed is safe: the state machine accepts exact duplicate samples
 //! silently. `INVALID_ARGUMENT` is final.
 
-use super::pre_encoded::{encode_push, push_encoded};
+use super::pre_encoded::{encode_push, encode_push_batch, push_encoded, PUSH_ENCODED_PATH, PUSH_PATH};
 use super::{ClientError, ClusterClient};
 use bytes::Bytes;
 use crate::raft::ShardId;
+use aion_model::storage::WriteBatch;
 use aion_proto::ingester as pb;
 use serde::Deserialize;
 use std::time::{Duration, Instant};
@@ -105,7 +106,29 @@ impl ClusterClient {
     /// leader, following redirects and retrying per `policy`. The request is
     /// encoded once; every attempt sends the same bytes.
     pub async fn push_shard(&self, req: &pb::PushRequest, policy: &RetryPolicy) -> Result<PushReport, ClientError> {
-        let shard = req.shard;
+        self.push_body(req.shard, PUSH_PATH, encode_push(req), policy).await
+    }
+
+    /// Like [`ClusterClient::push_shard`] for `batch` (one tenant's series
+    /// of `shard`), sent with `PushEncoded` in the Raft batch codec: the
+    /// leader validates and appends the bytes without building the series.
+    pub async fn push_shard_batch(
+        &self,
+        shard: ShardId,
+        batch: &WriteBatch,
+        policy: &RetryPolicy,
+    ) -> Result<PushReport, ClientError> {
+        self.push_body(shard, PUSH_ENCODED_PATH, encode_push_batch(shard, batch), policy).await
+    }
+
+    /// The retry loop of a push: the request `body` to the Push method at `path`.
+    async fn push_body(
+        &self,
+        shard: ShardId,
+        path: &'static str,
+        body: Bytes,
+        policy: &RetryPolicy,
+    ) -> Result<PushReport, ClientError> {
         let deadline = Instant::now() + policy.deadline;
         let mut report = PushReport::default();
         let mut redirect: Option<String> = None;
@@ -114,7 +137,6 @@ impl ClusterClient {
         // long as its followers have not noticed).
         let mut failed: Vec<String> = Vec::new();
         let mut hops = 0;
-        let body = encode_push(req);
         loop {
             let addr = match redirect.take() {
                 Some(a) => Some(a),
@@ -126,7 +148,7 @@ impl ClusterClient {
                 continue;
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
-            match self.push_attempt(&addr, shard, body.clone(), remaining).await {
+            match self.push_attempt(&addr, shard, path, body.clone(), remaining).await {
                 Ok(result) => {
                     report.attempts += 1;
                     report.result = result;
@@ -221,18 +243,20 @@ impl ClusterClient {
         }
     }
 
-    /// One Push call of the encoded request `body` to `addr`, bounded by `timeout`.
+    /// One call of the Push method at `path` with the encoded request `body`
+    /// to `addr`, bounded by `timeout`.
     async fn push_attempt(
         &self,
         addr: &str,
         shard: ShardId,
+        path: &'static str,
         body: Bytes,
         timeout: Duration,
     ) -> Result<pb::PushResult, AttemptError> {
         let channel = self.inner.pool.channel(addr).map_err(|e| {
             AttemptError::Failed(ClientError::BadAddress { addr: addr.to_string(), reason: e.to_string() })
         })?;
-        let reply = match tokio::time::timeout(timeout, push_encoded(channel, body)).await {
+        let reply = match tokio::time::timeout(timeout, push_encoded(channel, path, body)).await {
             Err(_) => {
                 return Err(AttemptError::Failed(ClientError::Rpc {
                     shard,

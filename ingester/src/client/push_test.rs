@@ -82,6 +82,18 @@ impl Ingester for FakeIngester {
         Ok(Response::new(pb::PushResponse { outcome: Some(pb::push_response::Outcome::Ok(ok)) }))
     }
 
+    /// Checks the batch like a real ingester, then scripts it like a Push.
+    async fn push_encoded(&self, r: Request<pb::PushEncodedRequest>) -> Result<Response<pb::PushResponse>, Status> {
+        let req = r.into_inner();
+        assert_eq!(req.codec_version, 1);
+        let write = crate::raft::ShardWrite::from_client(bytes::Bytes::from(req.batch))
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let batch = write.to_batch();
+        let series = crate::grpc::convert::write_batch_to_pb(&batch);
+        let push = pb::PushRequest { shard: req.shard, tenant: batch.tenant.to_string(), series };
+        self.push(Request::new(push)).await
+    }
+
     type SelectStream = SelectStream;
 
     async fn select(&self, _r: Request<pb::SelectRequest>) -> Result<Response<SelectStream>, Status> {

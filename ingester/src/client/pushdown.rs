@@ -1,6 +1,8 @@
 //! The client half of aggregation pushdown: one shard's `Pushdown.Aggregate`
-//! call and the conversion of its answer. The fan-out over shards, leader
-//! routing and the merge are the read path's ([`super::FanOutQueryable`]).
+//! call, one node's multi-shard call ([`aggregate_node`]), and the decoding
+//! of their answers (step arrays or samples, `docs/format/pushdown.md`). The
+//! fan-out over shards, leader routing and the merge are the read path's
+//! ([`super::FanOutQueryable`]).
 
 use crate::grpc::convert::labels_from_pb;
 use aion_model::sample::Sample;
@@ -20,6 +22,38 @@ pub struct ShardPartial {
     pub annotated: bool,
 }
 
+/// One node's answer to a multi-shard aggregation: the merged partial
+/// result of the shards it answered, and the shards it did not.
+#[derive(Debug, Clone, Default)]
+pub struct NodePartial {
+    /// Partial result over the answered shards (merged by the node).
+    pub partial: ShardPartial,
+    /// Shards covered by `partial`.
+    pub answered: Vec<u64>,
+    /// Shards the node could not answer, with the status it gave.
+    pub failed: Vec<(u64, tonic::Status)>,
+}
+
+fn request(shard: u64, shards: Vec<u64>, tenant: &TenantId, req: &PushdownRequest) -> pb::AggregateRequest {
+    pb::AggregateRequest {
+        shard,
+        tenant: tenant.to_string(),
+        expr: req.expr.clone(),
+        start_ms: req.start_ms,
+        end_ms: req.end_ms,
+        step_ms: req.step_ms,
+        lookback_ms: req.lookback_ms,
+        shards,
+        step_arrays: true,
+    }
+}
+
+fn client(channel: Channel) -> PushdownClient<Channel> {
+    PushdownClient::new(channel)
+        .max_decoding_message_size(super::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(super::MAX_MESSAGE_BYTES)
+}
+
 /// Asks the ingester behind `channel` to evaluate `req` over `shard`.
 pub async fn aggregate_shard(
     channel: Channel,
@@ -27,30 +61,93 @@ pub async fn aggregate_shard(
     tenant: &TenantId,
     req: &PushdownRequest,
 ) -> Result<ShardPartial, tonic::Status> {
-    let mut client = PushdownClient::new(channel)
-        .max_decoding_message_size(super::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(super::MAX_MESSAGE_BYTES);
-    let reply = client
-        .aggregate(pb::AggregateRequest {
-            shard,
-            tenant: tenant.to_string(),
-            expr: req.expr.clone(),
-            start_ms: req.start_ms,
-            end_ms: req.end_ms,
-            step_ms: req.step_ms,
-            lookback_ms: req.lookback_ms,
+    let reply = client(channel).aggregate(request(shard, Vec::new(), tenant, req)).await?.into_inner();
+    partial_from_pb(req, reply.series, reply.annotated)
+}
+
+/// Asks the ingester behind `channel` to evaluate `req` over each of
+/// `shards` (which it is believed to lead) and merge the results.
+pub async fn aggregate_node(
+    channel: Channel,
+    shards: Vec<u64>,
+    tenant: &TenantId,
+    req: &PushdownRequest,
+) -> Result<NodePartial, tonic::Status> {
+    let asked = shards.clone();
+    let reply = client(channel).aggregate(request(0, shards, tenant, req)).await?.into_inner();
+    let failed: Vec<(u64, tonic::Status)> = reply
+        .failed
+        .into_iter()
+        .map(|f| (f.shard, tonic::Status::new(tonic::Code::from(f.code), f.message)))
+        .collect();
+    let covered = |s: &u64| reply.answered.contains(s) || failed.iter().any(|(f, _)| f == s);
+    if !asked.iter().all(covered) || reply.answered.iter().any(|s| !asked.contains(s)) {
+        // A server that ignores `shards` answers for `shard` 0 only.
+        return Err(tonic::Status::unimplemented("the ingester does not answer multi-shard aggregations"));
+    }
+    let partial = partial_from_pb(req, reply.series, reply.annotated)?;
+    Ok(NodePartial { partial, answered: reply.answered, failed })
+}
+
+fn partial_from_pb(req: &PushdownRequest, series: Vec<pb::PartialSeries>, annotated: bool) -> Result<ShardPartial, tonic::Status> {
+    let series = series
+        .into_iter()
+        .map(|s| {
+            let points = points_from_pb(req, &s).map_err(tonic::Status::data_loss)?;
+            Ok(PartialSeries { labels: labels_from_pb(s.labels), points })
         })
-        .await?
-        .into_inner();
-    Ok(ShardPartial {
-        series: reply
-            .series
-            .into_iter()
-            .map(|s| PartialSeries {
-                labels: labels_from_pb(s.labels),
-                points: s.samples.into_iter().map(|p| Sample::new(p.timestamp_ms, p.value)).collect(),
-            })
-            .collect(),
-        annotated: reply.annotated,
-    })
+        .collect::<Result<Vec<_>, tonic::Status>>()?;
+    Ok(ShardPartial { series, annotated })
+}
+
+/// A partial series' points: from its step arrays when it has them, else its samples.
+fn points_from_pb(req: &PushdownRequest, s: &pb::PartialSeries) -> Result<Vec<Sample>, String> {
+    if s.values.is_empty() && s.present.is_empty() {
+        return Ok(s.samples.iter().map(|p| Sample::new(p.timestamp_ms, p.value)).collect());
+    }
+    let step = req.step_ms.max(0);
+    let mut values = s.values.iter();
+    let mut out = Vec::with_capacity(s.values.len());
+    for (byte_i, &byte) in s.present.iter().enumerate() {
+        let mut bits = byte;
+        while bits != 0 {
+            let i = byte_i * 8 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let v = values.next().ok_or("partial series: fewer values than present steps")?;
+            out.push(Sample::new(req.start_ms + i as i64 * step, *v));
+        }
+    }
+    if values.next().is_some() {
+        return Err("partial series: more values than present steps".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn req(step_ms: i64) -> PushdownRequest {
+        PushdownRequest { expr: "sum(x)".into(), start_ms: 1_000, end_ms: 20_000, step_ms, lookback_ms: 1 }
+    }
+
+    #[test]
+    fn step_arrays_decode_onto_the_grid() {
+        let s = pb::PartialSeries { labels: vec![], samples: vec![], values: vec![1.0, 2.0, 3.0], present: vec![0b1000_0001, 0b0000_0100] };
+        let got = points_from_pb(&req(1_000), &s).unwrap();
+        assert_eq!(got, vec![Sample::new(1_000, 1.0), Sample::new(8_000, 2.0), Sample::new(11_000, 3.0)]);
+        let instant = pb::PartialSeries { labels: vec![], samples: vec![], values: vec![5.0], present: vec![1] };
+        assert_eq!(points_from_pb(&req(0), &instant).unwrap(), vec![Sample::new(1_000, 5.0)]);
+    }
+
+    #[test]
+    fn samples_are_used_without_step_arrays_and_bad_arrays_are_rejected() {
+        let s = pb::PartialSeries { labels: vec![], samples: vec![pb::Sample { timestamp_ms: 7, value: 1.0 }], values: vec![], present: vec![] };
+        assert_eq!(points_from_pb(&req(1_000), &s).unwrap(), vec![Sample::new(7, 1.0)]);
+        let short = pb::PartialSeries { labels: vec![], samples: vec![], values: vec![1.0], present: vec![0b11] };
+        assert!(points_from_pb(&req(1_000), &short).is_err());
+        let long = pb::PartialSeries { labels: vec![], samples: vec![], values: vec![1.0, 2.0], present: vec![0b1] };
+        assert!(points_from_pb(&req(1_000), &long).is_err());
+    }
 }

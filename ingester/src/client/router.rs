@@ -18,10 +18,9 @@ use super::metrics::{FailureLabels, RouterMetrics, ShardLabel};
 use super::placement::ShardRing;
 use super::push::{PushReport, RetryPolicy};
 use super::{ClientError, ClusterClient};
-use crate::grpc::convert::labels_from_pb;
 use crate::raft::ShardId;
 use aion_model::labels::Labels;
-use aion_model::storage::{AppendOutcome, Appender, RejectReason, SampleRejection, StorageError, WriteBatch};
+use aion_model::storage::{AppendOutcome, Appender, RejectReason, SampleRejection, SeriesSamples, StorageError, WriteBatch};
 use aion_proto::ingester as pb;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -65,38 +64,38 @@ impl ShardRouter {
         &self.client
     }
 
-    /// Splits `batch` into one Push request per owning shard (series moved,
-    /// not copied; order within a shard kept).
-    pub fn split(&self, batch: WriteBatch) -> BTreeMap<ShardId, pb::PushRequest> {
-        let tenant = batch.tenant.as_str().to_string();
-        let mut out: BTreeMap<ShardId, pb::PushRequest> = BTreeMap::new();
+    /// Splits `batch` into one batch per owning shard (series moved, not
+    /// copied; order within a shard kept).
+    pub fn split(&self, batch: WriteBatch) -> BTreeMap<ShardId, WriteBatch> {
+        let tenant = batch.tenant;
+        let mut out: BTreeMap<ShardId, WriteBatch> = BTreeMap::new();
         for s in batch.series {
-            let shard = self.ring.shard_of(&tenant, &s.labels);
-            let req = out.entry(shard).or_insert_with(|| pb::PushRequest { shard, tenant: tenant.clone(), series: Vec::new() });
-            req.series.push(pb::SeriesSamples {
-                labels: s.labels.into_vec().into_iter().map(|l| pb::Label { name: l.name, value: l.value }).collect(),
-                samples: s.samples.iter().map(|x| pb::Sample { timestamp_ms: x.t, value: x.v }).collect(),
-            });
+            let shard = self.ring.shard_of(tenant.as_str(), &s.labels);
+            out.entry(shard)
+                .or_insert_with(|| WriteBatch { tenant: tenant.clone(), series: Vec::new() })
+                .series
+                .push(s);
         }
         out
     }
 
-    /// Routes `batch`: every shard batch in parallel; Ok only when all committed.
+    /// Routes `batch`: every shard batch in parallel (`PushEncoded`, the
+    /// batch in the Raft codec); Ok only when all committed.
     pub async fn push(&self, batch: WriteBatch) -> Result<AppendOutcome, StorageError> {
-        let requests = self.split(batch);
-        let calls = requests.values().map(|req| async move {
+        let batches = self.split(batch);
+        let calls = batches.iter().map(|(&shard, b)| async move {
             let start = Instant::now();
-            let result = self.client.push_shard(req, &self.policy).await;
-            self.observe(req.shard, start, &result);
+            let result = self.client.push_shard_batch(shard, b, &self.policy).await;
+            self.observe(shard, start, &result);
             result
         });
         let results = futures::future::join_all(calls).await;
         let total = results.len();
         let mut outcome = AppendOutcome::default();
         let mut failures: Vec<ClientError> = Vec::new();
-        for (req, result) in requests.values().zip(results) {
+        for (b, result) in batches.values().zip(results) {
             match result {
-                Ok(report) => merge(&mut outcome, req, report.result),
+                Ok(report) => merge(&mut outcome, &b.series, report.result),
                 Err(e) => failures.push(e),
             }
         }
@@ -132,16 +131,17 @@ impl Appender for ShardRouter {
     }
 }
 
-/// Adds one shard's answer to `outcome`, turning its messages into rejections.
-fn merge(outcome: &mut AppendOutcome, req: &pb::PushRequest, result: pb::PushResult) {
+/// Adds one shard's answer to `outcome`, turning its messages into
+/// rejections naming series of the shard batch `series`.
+fn merge(outcome: &mut AppendOutcome, series: &[SeriesSamples], result: pb::PushResult) {
     outcome.appended += result.appended;
     outcome.duplicates_ignored += result.duplicates_ignored;
     if result.rejected == 0 {
         return;
     }
-    let mut described: Vec<SampleRejection> = result.messages.iter().map(|m| parse_rejection(m, req)).collect();
+    let mut described: Vec<SampleRejection> = result.messages.iter().map(|m| parse_rejection(m, series)).collect();
     let last = described.last().cloned().unwrap_or_else(|| SampleRejection {
-        labels: req.series.first().map(|s| labels_from_pb(s.labels.clone())).unwrap_or_else(Labels::empty),
+        labels: series.first().map(|s| s.labels.clone()).unwrap_or_else(Labels::empty),
         t: 0,
         reason: RejectReason::OutOfOrder,
     });
@@ -153,24 +153,23 @@ fn merge(outcome: &mut AppendOutcome, req: &pb::PushRequest, result: pb::PushRes
 }
 
 /// Parses `"{reason} sample at t={t} for series {labels}"` (the ingester's
-/// `WriteSummary` message), finding the series among `req`'s.
-fn parse_rejection(message: &str, req: &pb::PushRequest) -> SampleRejection {
+/// `WriteSummary` message), finding the series among `series`.
+fn parse_rejection(message: &str, series: &[SeriesSamples]) -> SampleRejection {
     let reason = if message.starts_with(RejectReason::DuplicateTimestamp.as_str()) {
         RejectReason::DuplicateTimestamp
     } else {
         RejectReason::OutOfOrder
     };
     let after_t = message.split_once(" sample at t=").map(|(_, rest)| rest);
-    let (t, series) = match after_t.and_then(|rest| rest.split_once(" for series ")) {
-        Some((t, series)) => (t.parse().unwrap_or(0), series),
+    let (t, named) = match after_t.and_then(|rest| rest.split_once(" for series ")) {
+        Some((t, named)) => (t.parse().unwrap_or(0), named),
         None => (0, ""),
     };
-    let labels = req
-        .series
+    let labels = series
         .iter()
-        .map(|s| labels_from_pb(s.labels.clone()))
-        .find(|l| l.to_string() == series)
-        .or_else(|| req.series.first().map(|s| labels_from_pb(s.labels.clone())))
+        .find(|s| s.labels.to_string() == named)
+        .or_else(|| series.first())
+        .map(|s| s.labels.clone())
         .unwrap_or_else(Labels::empty);
     SampleRejection { labels, t, reason }
 }
@@ -179,15 +178,12 @@ fn parse_rejection(message: &str, req: &pb::PushRequest) -> SampleRejection {
 mod tests {
     use super::*;
 
-    fn req() -> pb::PushRequest {
-        let series = |v: &str| pb::SeriesSamples {
-            labels: vec![
-                pb::Label { name: "__name__".into(), value: "m".into() },
-                pb::Label { name: "v".into(), value: v.into() },
-            ],
-            samples: vec![pb::Sample { timestamp_ms: 5, value: 1.0 }],
+    fn req() -> Vec<SeriesSamples> {
+        let series = |v: &str| SeriesSamples {
+            labels: Labels::from_pairs([("__name__", "m"), ("v", v)]),
+            samples: vec![aion_model::sample::Sample::new(5, 1.0)],
         };
-        pb::PushRequest { shard: 3, tenant: "t".into(), series: vec![series("a"), series("b")] }
+        vec![series("a"), series("b")]
     }
 
     #[test]

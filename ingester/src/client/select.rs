@@ -1,8 +1,12 @@
 //! The read path of the cluster client: [`FanOutQueryable`], the PromQL
 //! engine's [`Queryable`] over every shard of the ingester cluster.
 //!
-//! Per storage call it sends one request per shard (`0..shard_count`), at
-//! most [`FanOutConfig::max_concurrency`] in flight: a streaming `Select`
+//! A `Select` or pushed-down aggregation first goes to every ingester node
+//! once, naming all the shards the shard map says it leads (`batched.rs`,
+//! `pushdown.rs`): a query then costs one round trip per node, not per
+//! shard. Whatever that does not answer — and every `LabelNames`/
+//! `LabelValues` — goes one request per shard, at most
+//! [`FanOutConfig::max_concurrency`] in flight: a streaming `Select`
 //! (matchers and time range pushed down, series back as XOR chunks) or
 //! `LabelNames`/`LabelValues`. Each shard is asked on its leader first
 //! (reads are linearizable there); a `FAILED_PRECONDITION` redirect is
@@ -25,8 +29,10 @@
 //! dropped and the call fails at once. The trait is synchronous and is called from
 //! blocking threads; each call runs on the runtime given at construction.
 
+mod batched;
 mod merge;
 mod metrics;
+mod pushdown;
 
 pub use merge::{merge_series, union_sorted};
 pub use metrics::FanOutMetrics;
@@ -120,30 +126,6 @@ impl FanOutQueryable {
         self.config
     }
 
-    /// Series matching `matchers` with samples in `hints`, merged over shards.
-    pub async fn select_async(
-        &self,
-        tenant: &TenantId,
-        hints: &SelectHints,
-        matchers: &[Matcher],
-    ) -> Result<Vec<Series>, StorageError> {
-        let req = pb::SelectRequest {
-            shard: 0,
-            tenant: tenant.to_string(),
-            matchers: matchers.iter().map(matcher_to_pb).collect(),
-            start_ms: hints.start,
-            end_ms: hints.end,
-            allow_follower_read: false,
-        };
-        let budget = FetchBudget::new(self.config.max_fetched_series, self.config.max_fetched_chunk_bytes);
-        let budget = &budget;
-        let parts = self
-            .fan_out("select", |shard, ch| select_shard(ingester_client(ch), pb::SelectRequest { shard, ..req.clone() }, budget))
-            .await;
-        budget.check()?;
-        Ok(merge_series(parts?))
-    }
-
     /// Label names of matching series, unioned over shards.
     pub async fn label_names_async(
         &self,
@@ -205,16 +187,33 @@ impl FanOutQueryable {
             self.client.refresh().await;
         }
         let started = Instant::now();
-        let deadline = started + self.config.call_timeout;
+        let shards: Vec<ShardId> = (0..self.client.shard_count()).collect();
+        self.fan_out_over(what, shards, started, started + self.config.call_timeout, call).await
+    }
+
+    /// [`Self::fan_out`] over `shards` only (the rest of the cluster's shards
+    /// answered another way), timed from `started`, within `deadline`.
+    async fn fan_out_over<T, F, Fut>(
+        &self,
+        what: &str,
+        shards: Vec<ShardId>,
+        started: Instant,
+        deadline: Instant,
+        call: F,
+    ) -> Result<Vec<T>, StorageError>
+    where
+        F: Fn(ShardId, Channel) -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
         let call = &call;
-        let mut results: Vec<(ShardId, Result<T, ClientError>)> = stream::iter(0..self.client.shard_count())
+        let mut results: Vec<(ShardId, Result<T, ClientError>)> = stream::iter(shards)
             .map(|shard| async move { (shard, self.on_shard(what, shard, deadline, |c| call(shard, c)).await) })
             .buffer_unordered(self.config.max_concurrency)
             .collect()
             .await;
         results.sort_by_key(|(shard, _)| *shard);
-        let total = results.len();
-        let mut answers = Vec::with_capacity(total);
+        let total = self.client.shard_count() as usize;
+        let mut answers = Vec::with_capacity(results.len());
         let mut failed: Vec<(ShardId, ClientError)> = Vec::new();
         for (shard, r) in results {
             match r {
@@ -449,22 +448,6 @@ impl FanOutQueryable {
                 () = canceled => Err(StorageError::Unavailable("query canceled: the client went away".into())),
             }
         })
-    }
-}
-
-impl FanOutQueryable {
-    /// A pushed-down aggregation evaluated on every shard's leader: the
-    /// shards' partial results, merged by the caller. `Ok(None)` when a
-    /// shard's evaluation raised annotations (the engine then evaluates
-    /// the aggregation itself, so annotations stay exact).
-    pub async fn pushdown_async(&self, tenant: &TenantId, req: &PushdownRequest) -> Result<Option<Vec<PartialSeries>>, StorageError> {
-        let parts = self
-            .fan_out("aggregate", |shard, ch| super::aggregate_shard(ch, shard, tenant, req))
-            .await?;
-        if parts.iter().any(|p| p.annotated) {
-            return Ok(None);
-        }
-        Ok(Some(parts.into_iter().flat_map(|p| p.series).collect()))
     }
 }
 

@@ -43,10 +43,10 @@ impl<S: ShardData + ShardQuery> Raft for IngesterService<S> {
         let req = req.into_inner();
         let shard = self.shard(req.shard_id)?;
         let rpc = if wire::is_binary_append(&req.payload) {
-            wire::decode_append(&req.payload).map_err(|e| {
+            let shard_id = req.shard_id;
+            wire::decode_append(bytes::Bytes::from(req.payload)).map_err(|e| {
                 Status::invalid_argument(format!(
-                    "shard {}: undecodable append-entries request: {e}",
-                    req.shard_id
+                    "shard {shard_id}: undecodable append-entries request: {e}"
                 ))
             })?
         } else {

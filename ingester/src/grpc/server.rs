@@ -125,9 +125,53 @@ impl<S: ShardData + ShardQuery> IngesterService<S> {
         self.read_with(shard, false, f).await
     }
 
+    /// Commits `write` through the shard's Raft (leader only) and answers
+    /// like Push: the apply summary, NotLeader, or UNAVAILABLE on timeout.
+    async fn commit_write(
+        &self,
+        shard: Arc<HostedShard<S>>,
+        write: ShardWrite,
+    ) -> Result<Response<pb::PushResponse>, Status> {
+        let write = tokio::time::timeout(self.config.write_timeout, shard.writer.write(&shard.raft, write));
+        let started = std::time::Instant::now();
+        let written = write.await;
+        if matches!(written, Ok(Ok(_))) {
+            shard.stats.observe_commit(started.elapsed());
+        }
+        let outcome = match written {
+            Err(_) => {
+                return Err(Status::unavailable(format!(
+                    "shard {}: write not committed within {:?} (no quorum of replicas reachable?); \
+                     it may still commit, retrying is safe",
+                    shard.id, self.config.write_timeout
+                )))
+            }
+            Ok(Ok(r)) => pb::push_response::Outcome::Ok(pb::PushResult {
+                appended: r.appended,
+                duplicates_ignored: r.duplicates_ignored,
+                rejected: r.rejected,
+                messages: r.messages,
+            }),
+            Ok(Err(e)) => match e.forward_to_leader::<BasicNode>() {
+                Some(f) => {
+                    let (leader_id, leader_addr) =
+                        leader_of(f).ok_or_else(|| no_leader(shard.id))?;
+                    pb::push_response::Outcome::NotLeader(pb::NotLeader {
+                        leader_id,
+                        leader_addr,
+                    })
+                }
+                None => return Err(write_error(shard.id, e)),
+            },
+        };
+        Ok(Response::new(pb::PushResponse {
+            outcome: Some(outcome),
+        }))
+    }
+
     /// Like [`Self::read`]; with `follower_ok` a follower serves its applied
     /// state without confirming leadership (possibly stale).
-    async fn read_with<T, F>(&self, shard: ShardId, follower_ok: bool, f: F) -> Result<T, Status>
+    pub(super) async fn read_with<T, F>(&self, shard: ShardId, follower_ok: bool, f: F) -> Result<T, Status>
     where
         T: Send + 'static,
         F: FnOnce(&dyn aion_model::storage::Queryable) -> Result<T, StorageError> + Send + 'static,
@@ -160,11 +204,25 @@ fn storage_status(shard: ShardId, e: StorageError) -> Status {
     }
 }
 
+/// The log entry payload of a `PushEncoded`: its batch, validated.
+fn encoded_write(req: pb::PushEncodedRequest) -> Result<ShardWrite, Status> {
+    let bad = |what: String| Status::invalid_argument(format!("shard {}: {what}", req.shard));
+    if req.codec_version != u32::from(crate::raft::codec::FORMAT_VERSION) {
+        return Err(bad(format!(
+            "batch codec version {}, this ingester reads {}",
+            req.codec_version,
+            crate::raft::codec::FORMAT_VERSION
+        )));
+    }
+    ShardWrite::from_client(bytes::Bytes::from(req.batch)).map_err(|e| bad(format!("invalid encoded batch: {e}")))
+}
+
 fn invalid(e: convert::ConvertError) -> Status {
     Status::invalid_argument(e.to_string())
 }
 
-type SelectStream =
+/// The stream a `Select` answers with.
+pub(super) type SelectStream =
     Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::SelectResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -206,45 +264,18 @@ impl<S: ShardData + ShardQuery> Ingester for IngesterService<S> {
         let req = req.into_inner();
         let shard = self.shard(req.shard)?;
         let batch = convert::write_batch_from_pb(&req.tenant, req.series).map_err(invalid)?;
-        let write = tokio::time::timeout(
-            self.config.write_timeout,
-            shard.raft.client_write(ShardWrite(batch)),
-        );
-        let started = std::time::Instant::now();
-        let written = write.await;
-        if matches!(written, Ok(Ok(_))) {
-            shard.stats.observe_commit(started.elapsed());
-        }
-        let outcome = match written {
-            Err(_) => {
-                return Err(Status::unavailable(format!(
-                    "shard {}: write not committed within {:?} (no quorum of replicas reachable?); \
-                     it may still commit, retrying is safe",
-                    shard.id, self.config.write_timeout
-                )))
-            }
-            Ok(Ok(r)) => pb::push_response::Outcome::Ok(pb::PushResult {
-                appended: r.data.appended,
-                duplicates_ignored: r.data.duplicates_ignored,
-                rejected: r.data.rejected,
-                messages: r.data.messages,
-            }),
-            Ok(Err(e)) => match e.forward_to_leader::<BasicNode>() {
-                Some(f) => {
-                    let (leader_id, leader_addr) =
-                        leader_of(f).ok_or_else(|| no_leader(shard.id))?;
-                    pb::push_response::Outcome::NotLeader(pb::NotLeader {
-                        leader_id,
-                        leader_addr,
-                    })
-                }
-                None => return Err(write_error(shard.id, e)),
-            },
-        };
-        Ok(Response::new(pb::PushResponse {
-            outcome: Some(outcome),
-        }))
+        self.commit_write(shard, ShardWrite::from_batch(&batch)).await
     }
+
+    async fn push_encoded(
+        &self,
+        req: Request<pb::PushEncodedRequest>,
+    ) -> Result<Response<pb::PushResponse>, Status> {
+        let req = req.into_inner();
+        let shard = self.shard(req.shard)?;
+        self.commit_write(shard, encoded_write(req)?).await
+    }
+
 
     type SelectStream = SelectStream;
 
@@ -253,6 +284,9 @@ impl<S: ShardData + ShardQuery> Ingester for IngesterService<S> {
         req: Request<pb::SelectRequest>,
     ) -> Result<Response<SelectStream>, Status> {
         let req = req.into_inner();
+        if !req.shards.is_empty() {
+            return self.select_shards(req).await;
+        }
         let tenant = convert::tenant(&req.tenant).map_err(invalid)?;
         let matchers = convert::matchers_from_pb(&req.matchers).map_err(invalid)?;
         let hints = convert::hints(req.start_ms, req.end_ms).map_err(invalid)?;
@@ -266,6 +300,7 @@ impl<S: ShardData + ShardQuery> Ingester for IngesterService<S> {
             .map(|batch| {
                 Ok(pb::SelectResponse {
                     series: batch.iter().map(convert::series_to_pb).collect(),
+                    ..Default::default()
                 })
             })
             .collect();

@@ -9,17 +9,26 @@ use aion_model::labels::{Label, Labels};
 use aion_model::sample::Sample;
 use aion_model::storage::{SeriesSamples, WriteBatch};
 use aion_model::tenant::TenantId;
-use openraft::{BasicNode, Entry, EntryPayload, LogId, Membership, StoredMembership, Vote};
+use bytes::Bytes;
+use openraft::{BasicNode, Entry, EntryPayload, LogId, Membership, Vote};
 use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
-use xxhash_rust::xxh3::xxh3_64;
+
+mod snapshot;
+
+pub use snapshot::{decode_snapshot, encode_snapshot, SnapshotParts};
 
 /// Version byte that starts every encoded entry, vote and log-id value.
 pub const FORMAT_VERSION: u8 = 1;
 
+/// Version byte of a log entry holding a merged write (tag 3); every other
+/// entry is still written with [`FORMAT_VERSION`], and both are read.
+pub const ENTRY_PARTS_VERSION: u8 = 2;
+
 const TAG_BLANK: u8 = 0;
 const TAG_NORMAL: u8 = 1;
 const TAG_MEMBERSHIP: u8 = 2;
+const TAG_NORMAL_PARTS: u8 = 3;
 
 /// A persisted Raft record failed to decode.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -28,7 +37,7 @@ pub struct CodecError(pub String);
 
 type Result<T> = std::result::Result<T, CodecError>;
 
-fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
+pub(super) fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         buf.push((v as u8) | 0x80);
         v >>= 7;
@@ -36,22 +45,22 @@ fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
     buf.push(v as u8);
 }
 
-fn put_ivarint(buf: &mut Vec<u8>, v: i64) {
+pub(super) fn put_ivarint(buf: &mut Vec<u8>, v: i64) {
     put_uvarint(buf, ((v << 1) ^ (v >> 63)) as u64);
 }
 
-fn put_str(buf: &mut Vec<u8>, s: &str) {
+pub(super) fn put_str(buf: &mut Vec<u8>, s: &str) {
     put_uvarint(buf, s.len() as u64);
     buf.extend_from_slice(s.as_bytes());
 }
 
 /// Bounds-checked cursor: every getter names what it was reading on failure.
-struct Reader<'a> {
-    buf: &'a [u8],
+pub(super) struct Reader<'a> {
+    pub(super) buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+    pub(super) fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
         if self.buf.len() < n {
             return Err(CodecError(format!(
                 "truncated {what}: need {n} bytes, {} left",
@@ -63,17 +72,17 @@ impl<'a> Reader<'a> {
         Ok(h)
     }
 
-    fn u8(&mut self, what: &str) -> Result<u8> {
+    pub(super) fn u8(&mut self, what: &str) -> Result<u8> {
         Ok(self.take(1, what)?[0])
     }
 
-    fn u64_le(&mut self, what: &str) -> Result<u64> {
+    pub(super) fn u64_le(&mut self, what: &str) -> Result<u64> {
         let mut a = [0u8; 8];
         a.copy_from_slice(self.take(8, what)?);
         Ok(u64::from_le_bytes(a))
     }
 
-    fn uvarint(&mut self, what: &str) -> Result<u64> {
+    pub(super) fn uvarint(&mut self, what: &str) -> Result<u64> {
         let mut v = 0u64;
         for i in 0..10 {
             let b = self.u8(what)?;
@@ -85,13 +94,13 @@ impl<'a> Reader<'a> {
         Err(CodecError(format!("varint too long in {what}")))
     }
 
-    fn ivarint(&mut self, what: &str) -> Result<i64> {
+    pub(super) fn ivarint(&mut self, what: &str) -> Result<i64> {
         let u = self.uvarint(what)?;
         Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
     }
 
     /// A count whose elements take at least `min_size` bytes each.
-    fn count(&mut self, min_size: u64, what: &str) -> Result<usize> {
+    pub(super) fn count(&mut self, min_size: u64, what: &str) -> Result<usize> {
         let n = self.uvarint(what)?;
         if n.saturating_mul(min_size.max(1)) > self.buf.len() as u64 {
             return Err(CodecError(format!(
@@ -102,13 +111,13 @@ impl<'a> Reader<'a> {
         Ok(n as usize)
     }
 
-    fn str(&mut self, what: &str) -> Result<&'a str> {
+    pub(super) fn str(&mut self, what: &str) -> Result<&'a str> {
         let n = self.count(1, what)?;
         std::str::from_utf8(self.take(n, what)?)
             .map_err(|e| CodecError(format!("{what} is not UTF-8: {e}")))
     }
 
-    fn version(&mut self, what: &str) -> Result<()> {
+    pub(super) fn version(&mut self, what: &str) -> Result<()> {
         match self.u8(what)? {
             FORMAT_VERSION => Ok(()),
             v => Err(CodecError(format!(
@@ -117,7 +126,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn finish(&self, what: &str) -> Result<()> {
+    pub(super) fn finish(&self, what: &str) -> Result<()> {
         if self.buf.is_empty() {
             Ok(())
         } else {
@@ -150,7 +159,7 @@ pub fn encode_write_batch(batch: &WriteBatch, buf: &mut Vec<u8>) {
     }
 }
 
-fn read_labels(r: &mut Reader<'_>) -> Result<Labels> {
+pub(super) fn read_labels(r: &mut Reader<'_>) -> Result<Labels> {
     let n = r.count(2, "label count")?;
     let mut out: Vec<Label> = Vec::with_capacity(n);
     for _ in 0..n {
@@ -318,13 +327,30 @@ pub fn decode_membership(b: &[u8]) -> std::result::Result<Membership<u64, BasicN
 /// Encodes a log entry (cleared buffer): version, log id, payload tag, payload.
 pub fn encode_entry(e: &Entry<TypeConfig>, buf: &mut Vec<u8>) {
     buf.clear();
-    buf.push(FORMAT_VERSION);
+    append_entry(e, buf);
+}
+
+/// Appends the encoding of [`encode_entry`] to `buf` (not cleared).
+pub fn append_entry(e: &Entry<TypeConfig>, buf: &mut Vec<u8>) {
+    let parts = match &e.payload {
+        EntryPayload::Normal(w) => w.raw_parts(),
+        _ => &[],
+    };
+    buf.push(if parts.is_empty() { FORMAT_VERSION } else { ENTRY_PARTS_VERSION });
     put_log_id(buf, &e.log_id);
     match &e.payload {
         EntryPayload::Blank => buf.push(TAG_BLANK),
-        EntryPayload::Normal(w) => {
+        EntryPayload::Normal(w) if parts.is_empty() => {
             buf.push(TAG_NORMAL);
-            encode_write_batch(&w.0, buf);
+            buf.extend_from_slice(w.bytes());
+        }
+        EntryPayload::Normal(w) => {
+            buf.push(TAG_NORMAL_PARTS);
+            put_uvarint(buf, parts.len() as u64);
+            for &n in parts {
+                put_uvarint(buf, u64::from(n));
+            }
+            buf.extend_from_slice(w.bytes());
         }
         EntryPayload::Membership(m) => {
             buf.push(TAG_MEMBERSHIP);
@@ -333,14 +359,56 @@ pub fn encode_entry(e: &Entry<TypeConfig>, buf: &mut Vec<u8>) {
     }
 }
 
-/// Decodes a value written by [`encode_entry`].
+/// Decodes a value written by [`encode_entry`] (copies a batch payload).
 pub fn decode_entry(b: &[u8]) -> std::result::Result<Entry<TypeConfig>, CodecError> {
+    decode_entry_with(b, Bytes::copy_from_slice, false)
+}
+
+/// [`decode_entry`] of an owned buffer: a batch payload shares `b`'s
+/// memory instead of being copied (it is validated, not decoded).
+pub fn decode_entry_bytes(b: Bytes) -> std::result::Result<Entry<TypeConfig>, CodecError> {
+    decode_shared(b, false)
+}
+
+/// [`decode_entry_bytes`] of an entry this node wrote to its own log: a
+/// batch payload's framing is checked, not its strings
+/// ([`ShardWrite::from_local`]).
+pub fn decode_local_entry(b: Bytes) -> std::result::Result<Entry<TypeConfig>, CodecError> {
+    decode_shared(b, true)
+}
+
+fn decode_shared(b: Bytes, local: bool) -> std::result::Result<Entry<TypeConfig>, CodecError> {
+    let slice = |payload: &[u8]| {
+        let start = payload.as_ptr() as usize - b.as_ptr() as usize;
+        b.slice(start..start + payload.len())
+    };
+    decode_entry_with(&b, slice, local)
+}
+
+fn decode_entry_with(
+    b: &[u8],
+    batch_bytes: impl FnOnce(&[u8]) -> Bytes,
+    local: bool,
+) -> std::result::Result<Entry<TypeConfig>, CodecError> {
     let mut r = Reader { buf: b };
-    r.version("log entry")?;
+    let version = entry_version(&mut r)?;
     let log_id = read_log_id(&mut r)?;
     let payload = match r.u8("entry payload tag")? {
         TAG_BLANK => EntryPayload::Blank,
-        TAG_NORMAL => EntryPayload::Normal(ShardWrite(read_write_batch(&mut r)?)),
+        TAG_NORMAL => {
+            let bytes = batch_bytes(std::mem::take(&mut r.buf));
+            EntryPayload::Normal(if local { ShardWrite::from_local(bytes)? } else { ShardWrite::from_encoded(bytes)? })
+        }
+        TAG_NORMAL_PARTS if version == ENTRY_PARTS_VERSION => {
+            let n = r.count(1, "entry parts")?;
+            let mut parts = Vec::with_capacity(n);
+            for _ in 0..n {
+                let p = r.uvarint("entry part size")?;
+                parts.push(u32::try_from(p).map_err(|_| CodecError(format!("entry part of {p} series")))?);
+            }
+            let rest = std::mem::take(&mut r.buf);
+            EntryPayload::Normal(ShardWrite::from_encoded_parts(batch_bytes(rest), parts, local)?)
+        }
         TAG_MEMBERSHIP => EntryPayload::Membership(read_membership(&mut r)?),
         t => return Err(CodecError(format!("unknown entry payload tag {t}"))),
     };
@@ -351,89 +419,18 @@ pub fn decode_entry(b: &[u8]) -> std::result::Result<Entry<TypeConfig>, CodecErr
 /// Reads only the log id of an encoded entry (no payload decoding).
 pub fn decode_entry_log_id(b: &[u8]) -> std::result::Result<LogId<u64>, CodecError> {
     let mut r = Reader { buf: b };
-    r.version("log entry")?;
+    entry_version(&mut r)?;
     read_log_id(&mut r)
 }
 
-/// The parts of a state-machine snapshot.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SnapshotParts {
-    /// Last log id the snapshot covers.
-    pub last_applied: Option<LogId<u64>>,
-    /// Membership in effect at `last_applied`, and the log id that set it.
-    pub membership: StoredMembership<u64, BasicNode>,
-    /// The shard's data, as write batches that rebuild it when applied in order.
-    pub batches: Vec<WriteBatch>,
-}
-
-/// Encodes a snapshot (cleared buffer): version, last applied (presence +
-/// log id), membership log id (presence + log id), membership, batch count,
-/// length-prefixed batches, then xxh3-64 LE of everything before it.
-pub fn encode_snapshot(p: &SnapshotParts, buf: &mut Vec<u8>) {
-    buf.clear();
-    buf.push(FORMAT_VERSION);
-    for id in [p.last_applied.as_ref(), p.membership.log_id().as_ref()] {
-        match id {
-            None => buf.push(0),
-            Some(id) => {
-                buf.push(1);
-                put_log_id(buf, id);
-            }
-        }
+/// An entry's version byte: [`FORMAT_VERSION`] or [`ENTRY_PARTS_VERSION`].
+fn entry_version(r: &mut Reader<'_>) -> Result<u8> {
+    match r.u8("log entry")? {
+        v @ (FORMAT_VERSION | ENTRY_PARTS_VERSION) => Ok(v),
+        v => Err(CodecError(format!(
+            "unknown log entry version {v} (expected {FORMAT_VERSION} or {ENTRY_PARTS_VERSION})"
+        ))),
     }
-    encode_membership(p.membership.membership(), buf);
-    put_uvarint(buf, p.batches.len() as u64);
-    let mut tmp = Vec::new();
-    for b in &p.batches {
-        tmp.clear();
-        encode_write_batch(b, &mut tmp);
-        put_uvarint(buf, tmp.len() as u64);
-        buf.extend_from_slice(&tmp);
-    }
-    let sum = xxh3_64(buf);
-    buf.extend_from_slice(&sum.to_le_bytes());
-}
-
-/// Decodes a buffer written by [`encode_snapshot`], verifying its checksum.
-pub fn decode_snapshot(b: &[u8]) -> std::result::Result<SnapshotParts, CodecError> {
-    if b.len() < 9 {
-        return Err(CodecError(format!(
-            "snapshot of {} bytes is too short",
-            b.len()
-        )));
-    }
-    let (body, sum) = b.split_at(b.len() - 8);
-    let mut a = [0u8; 8];
-    a.copy_from_slice(sum);
-    let (stored, actual) = (u64::from_le_bytes(a), xxh3_64(body));
-    if stored != actual {
-        return Err(CodecError(format!(
-            "snapshot checksum mismatch: stored {stored:#018x}, computed {actual:#018x}"
-        )));
-    }
-    let mut r = Reader { buf: body };
-    r.version("snapshot")?;
-    let mut ids = [None, None];
-    for id in &mut ids {
-        *id = match r.u8("snapshot log id presence")? {
-            0 => None,
-            1 => Some(read_log_id(&mut r)?),
-            x => return Err(CodecError(format!("bad snapshot log id presence byte {x}"))),
-        };
-    }
-    let membership = StoredMembership::new(ids[1], read_membership(&mut r)?);
-    let n = r.count(1, "snapshot batches")?;
-    let mut batches = Vec::with_capacity(n);
-    for _ in 0..n {
-        let len = r.count(1, "snapshot batch length")?;
-        batches.push(decode_write_batch(r.take(len, "snapshot batch")?)?);
-    }
-    r.finish("snapshot")?;
-    Ok(SnapshotParts {
-        last_applied: ids[0],
-        membership,
-        batches,
-    })
 }
 
 #[cfg(test)]
@@ -466,9 +463,11 @@ mod tests {
                 (9, BasicNode::new("l")),
             ]),
         );
+        let merged = ShardWrite::merge(&[ShardWrite::from(batch()), ShardWrite::from(batch())]).unwrap();
         let payloads = [
             EntryPayload::Blank,
-            EntryPayload::Normal(ShardWrite(batch())),
+            EntryPayload::Normal(ShardWrite::from(batch())),
+            EntryPayload::Normal(merged),
             EntryPayload::Membership(m),
         ];
         let mut buf = Vec::new();
@@ -479,6 +478,10 @@ mod tests {
             };
             encode_entry(&e, &mut buf);
             let d = decode_entry(&buf).unwrap();
+            let shared = decode_entry_bytes(Bytes::from(buf.clone())).unwrap();
+            assert_eq!(format!("{:?}", shared.payload), format!("{:?}", d.payload));
+            let local = decode_local_entry(Bytes::from(buf.clone())).unwrap();
+            assert_eq!(format!("{:?}", local.payload), format!("{:?}", d.payload));
             assert_eq!(d.log_id, id);
             assert_eq!(decode_entry_log_id(&buf).unwrap(), id);
             assert_eq!(format!("{:?}", d.payload), format!("{:?}", e.payload));
@@ -535,37 +538,5 @@ mod tests {
             with_version.extend_from_slice(&b);
             let _ = decode_entry(&with_version);
         }
-    }
-
-    #[test]
-    fn snapshots_round_trip_and_detect_corruption() {
-        let m = Membership::new(
-            vec![BTreeSet::from([1, 2, 3])],
-            BTreeMap::from([
-                (1, BasicNode::new("a")),
-                (2, BasicNode::new("b")),
-                (3, BasicNode::new("c")),
-            ]),
-        );
-        let p = SnapshotParts {
-            last_applied: Some(LogId::new(openraft::CommittedLeaderId::new(2, 1), 10)),
-            membership: StoredMembership::new(
-                Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 4)),
-                m,
-            ),
-            batches: vec![batch(), batch()],
-        };
-        let mut buf = Vec::new();
-        encode_snapshot(&p, &mut buf);
-        let d = decode_snapshot(&buf).unwrap();
-        assert_eq!(d.last_applied, p.last_applied);
-        assert_eq!(d.membership, p.membership);
-        assert_eq!(d.batches.len(), 2);
-        assert_eq!(d.batches[1].series[0].labels, batch().series[0].labels);
-        buf[3] ^= 0x40;
-        assert!(decode_snapshot(&buf)
-            .unwrap_err()
-            .0
-            .contains("checksum mismatch"));
     }
 }

@@ -286,8 +286,8 @@ impl ShardLogStore {
         let mut out = Vec::new();
         for kv in it {
             let (k, v) = kv.map_err(self.rocks("iterate log"))?;
-            let e =
-                codec::decode_entry(&v).map_err(self.codec(format!("log entry key {k:02x?}")))?;
+            let e = codec::decode_local_entry(bytes::Bytes::from(v))
+                .map_err(self.codec(format!("log entry key {k:02x?}")))?;
             out.push(e);
         }
         Ok(out)

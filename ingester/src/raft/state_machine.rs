@@ -15,7 +15,7 @@
 
 use super::codec::{self, SnapshotParts};
 use super::metrics::ShardRaftStats;
-use super::{NodeId, TypeConfig, WriteSummary};
+use super::{NodeId, ShardWrite, TypeConfig, WriteSummary};
 use aion_model::memstore::MemStore;
 use aion_model::storage::{
     AppendOutcome, Appender, Queryable, SelectHints, SeriesSamples, StorageError as ModelError,
@@ -41,17 +41,18 @@ pub trait ShardData: Send + Sync + 'static {
     /// Replaces the whole content with `batches`.
     fn restore(&self, batches: Vec<WriteBatch>) -> Result<(), ModelError>;
 
-    /// Applies the batch of the committed entry `log_id`. Default:
-    /// [`ShardData::append`]. Persistent
+    /// Applies the batch of the committed entry `log_id`; one outcome per
+    /// part of the write (one for a write that was not merged). Default:
+    /// [`ShardData::append`] of each part's decoded batch. Persistent
     /// backends record `log_id` so [`ShardData::persisted_state`] can tell
     /// openraft where to resume.
     fn apply_entry(
         &self,
         log_id: &LogId<NodeId>,
-        batch: WriteBatch,
-    ) -> Result<AppendOutcome, ModelError> {
+        write: &ShardWrite,
+    ) -> Result<Vec<AppendOutcome>, ModelError> {
         let _ = log_id;
-        self.append(batch)
+        write.to_batches().into_iter().map(|b| self.append(b)).collect()
     }
 
     /// Notes a committed entry without data: blank (`membership` `None`)
@@ -290,8 +291,8 @@ impl<S: ShardData> RaftStateMachine<TypeConfig> for ShardStateMachine<S> {
                     WriteSummary::default()
                 }
                 EntryPayload::Normal(w) => {
-                    let outcome = self.data.apply_entry(&e.log_id, w.0).map_err(apply_err)?;
-                    WriteSummary::from_outcome(&outcome)
+                    let outcomes = self.data.apply_entry(&e.log_id, &w).map_err(apply_err)?;
+                    WriteSummary::from_parts(&outcomes)
                 }
                 EntryPayload::Membership(m) => {
                     let m = StoredMembership::new(Some(e.log_id), m);
@@ -372,7 +373,6 @@ pub(crate) fn dump_tenant<Q: Queryable + ?Sized>(store: &Q, tenant: TenantId) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::ShardWrite;
     use aion_model::labels::Labels;
     use aion_model::sample::Sample;
     use openraft::{CommittedLeaderId, Membership};
@@ -392,7 +392,7 @@ mod tests {
         };
         Entry {
             log_id: id(0),
-            payload: EntryPayload::Normal(ShardWrite(batch)),
+            payload: EntryPayload::Normal(ShardWrite::from(batch)),
         }
     }
 
@@ -452,6 +452,24 @@ mod tests {
             "install replaced the follower's own data"
         );
         assert_eq!(dump[0].series[0].samples, vec![Sample::new(10, 1.0)]);
+    }
+
+    #[tokio::test]
+    async fn a_merged_entry_answers_per_part() {
+        let mut sm = ShardStateMachine::new(Arc::new(MemShardData::new()));
+        let part = |t: i64| match write("a", t, 1.0).payload {
+            EntryPayload::Normal(w) => w,
+            _ => unreachable!(),
+        };
+        let merged = ShardWrite::merge(&[part(10), part(5), part(20)]).unwrap();
+        let out = sm
+            .apply([Entry { log_id: id(1), payload: EntryPayload::Normal(merged) }])
+            .await
+            .unwrap();
+        let parts: Vec<(u64, u64)> = out[0].parts.iter().map(|p| (p.appended, p.rejected)).collect();
+        assert_eq!(parts, vec![(1, 0), (0, 1), (1, 0)]);
+        assert_eq!((out[0].appended, out[0].rejected), (2, 1));
+        assert!(out[0].parts[1].messages[0].contains("out_of_order sample at t=5"), "{:?}", out[0]);
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@
 
 use super::codec;
 use super::state_machine::{ShardData, ShardStateMachine};
-use super::{NodeId, ShardId};
+use super::{NodeId, ShardId, ShardWrite};
 use crate::codec::{put_bytes, Reader};
 use crate::config::TsdbConfig;
 use crate::error::IngesterError;
@@ -125,12 +125,10 @@ impl ShardData for TsdbShardData {
     fn apply_entry(
         &self,
         log_id: &LogId<NodeId>,
-        batch: WriteBatch,
-    ) -> Result<AppendOutcome, ModelError> {
+        write: &ShardWrite,
+    ) -> Result<Vec<AppendOutcome>, ModelError> {
         let applied = encode_applied(Some(log_id));
-        Ok(self
-            .tsdb
-            .apply_replicated(log_id.index, &applied, None, Some(&batch))?)
+        Ok(self.tsdb.apply_replicated_write(log_id.index, &applied, write)?)
     }
 
     fn apply_marker(

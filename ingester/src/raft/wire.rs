@@ -16,6 +16,7 @@
 
 use super::codec::{self, CodecError};
 use super::TypeConfig;
+use bytes::Bytes;
 use openraft::raft::AppendEntriesRequest;
 
 /// Version byte that starts a binary `AppendEntries` request.
@@ -31,8 +32,18 @@ fn put_part(buf: &mut Vec<u8>, part: &[u8]) {
     buf.extend_from_slice(part);
 }
 
-/// Appends the binary form of `req` to `buf`.
+/// Appends the binary form of `req` to `buf`. Batch payloads are copied
+/// as they are (they are already encoded).
 pub fn encode_append(req: &AppendEntriesRequest<TypeConfig>, buf: &mut Vec<u8>) {
+    let payload: usize = req
+        .entries
+        .iter()
+        .map(|e| match &e.payload {
+            openraft::EntryPayload::Normal(w) => w.bytes().len() + 40,
+            _ => 128,
+        })
+        .sum();
+    buf.reserve(payload + 96);
     let mut part = Vec::with_capacity(64);
     buf.push(APPEND_WIRE_VERSION);
     codec::encode_vote(&req.vote, &mut part);
@@ -45,8 +56,12 @@ pub fn encode_append(req: &AppendEntriesRequest<TypeConfig>, buf: &mut Vec<u8>) 
     put_part(buf, &part);
     buf.extend_from_slice(&(req.entries.len() as u32).to_le_bytes());
     for e in &req.entries {
-        codec::encode_entry(e, &mut part); // clears `part` first
-        put_part(buf, &part);
+        // Length placeholder, the entry in place, then the real length.
+        let at = buf.len();
+        buf.extend_from_slice(&[0; 4]);
+        codec::append_entry(e, buf);
+        let len = (buf.len() - at - 4) as u32;
+        buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
     }
 }
 
@@ -80,8 +95,9 @@ impl<'a> Parts<'a> {
     }
 }
 
-/// Decodes a request written by [`encode_append`].
-pub fn decode_append(b: &[u8]) -> Result<AppendEntriesRequest<TypeConfig>, CodecError> {
+/// Decodes a request written by [`encode_append`]. Batch payloads share
+/// `b`'s memory (validated, not copied or decoded).
+pub fn decode_append(b: Bytes) -> Result<AppendEntriesRequest<TypeConfig>, CodecError> {
     let (version, rest) = b
         .split_first()
         .ok_or_else(|| CodecError("empty append-entries payload".into()))?;
@@ -101,7 +117,9 @@ pub fn decode_append(b: &[u8]) -> Result<AppendEntriesRequest<TypeConfig>, Codec
     }
     let mut entries = Vec::with_capacity(n);
     for _ in 0..n {
-        entries.push(codec::decode_entry(r.part("entry")?)?);
+        let part = r.part("entry")?;
+        let start = part.as_ptr() as usize - b.as_ptr() as usize;
+        entries.push(codec::decode_entry_bytes(b.slice(start..start + part.len()))?);
     }
     if !r.buf.is_empty() {
         return Err(CodecError(format!("{} trailing bytes after append-entries", r.buf.len())));
@@ -141,7 +159,7 @@ mod tests {
             leader_commit: Some(id(3, 10)),
             entries: vec![
                 Entry { log_id: id(3, 10), payload: EntryPayload::Blank },
-                Entry { log_id: id(3, 11), payload: EntryPayload::Normal(ShardWrite(batch)) },
+                Entry { log_id: id(3, 11), payload: EntryPayload::Normal(ShardWrite::from(batch)) },
                 Entry { log_id: id(3, 12), payload: EntryPayload::Membership(membership) },
             ],
         }
@@ -153,7 +171,7 @@ mod tests {
         let mut buf = Vec::new();
         encode_append(&req, &mut buf);
         assert!(is_binary_append(&buf));
-        let back = decode_append(&buf).unwrap();
+        let back = decode_append(Bytes::from(buf.clone())).unwrap();
         assert_eq!(back.vote, req.vote);
         assert_eq!(back.prev_log_id, req.prev_log_id);
         assert_eq!(back.leader_commit, req.leader_commit);
@@ -168,13 +186,13 @@ mod tests {
         let mut buf = Vec::new();
         encode_append(&request(), &mut buf);
         for cut in [0, 1, 5, buf.len() / 2, buf.len() - 1] {
-            assert!(decode_append(&buf[..cut]).is_err(), "cut at {cut}");
+            assert!(decode_append(Bytes::copy_from_slice(&buf[..cut])).is_err(), "cut at {cut}");
         }
         let mut bad = buf.clone();
         bad[0] = 9;
-        assert!(decode_append(&bad).unwrap_err().to_string().contains("version 9"));
+        assert!(decode_append(Bytes::from(bad)).unwrap_err().to_string().contains("version 9"));
         let mut long = buf;
         long.push(0);
-        assert!(decode_append(&long).unwrap_err().to_string().contains("trailing"));
+        assert!(decode_append(Bytes::from(long)).unwrap_err().to_string().contains("trailing"));
     }
 }

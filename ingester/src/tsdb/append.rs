@@ -128,12 +128,25 @@ impl Inner {
         hints: Option<&[SeriesHint]>,
         wal_len: u64,
     ) -> Result<AppendOutcome> {
+        self.apply_with(seq, wal_len, |head, writes| head.apply(batch, hints, writes))
+    }
+
+    /// Applies (under the head's write lock) what `apply` does to the head,
+    /// then persists what it created (see [`Inner::apply_record`]).
+    pub(crate) fn apply_with(
+        &self,
+        seq: u64,
+        wal_len: u64,
+        apply: impl FnOnce(&mut Head, &mut ApplyWrites) -> AppendOutcome,
+    ) -> Result<AppendOutcome> {
         let mut head = self.head.write();
         let mut writes = ApplyWrites::default();
-        let out = head.apply(batch, hints, &mut writes);
+        let out = apply(&mut head, &mut writes);
         head.applied_seq = seq;
-        self.wal_sizes.lock().push_back((seq, wal_len));
-        self.metrics.wal_bytes.inc_by(wal_len as i64);
+        if wal_len > 0 {
+            self.wal_sizes.lock().push_back((seq, wal_len));
+            self.metrics.wal_bytes.inc_by(wal_len as i64);
+        }
         let wb = self.encode_writes(&head, &writes);
         let res = if wb.is_empty() {
             Ok(())

@@ -12,11 +12,11 @@ use crate::keys::{
     VALUE_VERSION,
 };
 use crate::series::{label_value, to_labels};
-use aion_model::chunk::XorIter;
+use aion_model::chunk::{ChunkSeries, XorIter};
 use aion_model::labels::Labels;
 use aion_model::matcher::Matcher;
 use aion_model::sample::Sample;
-use aion_model::storage::{Queryable, SelectHints, Series, StorageError};
+use aion_model::storage::{Queryable, SelectHints, SelectedSeries, Series, StorageError};
 use aion_model::tenant::TenantId;
 use rocksdb::{ReadOptions, SnapshotWithThreadMode, DB};
 use std::collections::{BTreeSet, HashMap};
@@ -77,6 +77,9 @@ fn decode_chunk(
 const MAX_SKIP_BEFORE_SEEK: usize = 8;
 const MIN_SKIP_BEFORE_SEEK: usize = 2;
 
+/// Encoded selections of at least this many series read RocksDB on two threads.
+const PARALLEL_READ_REFS: usize = 256;
+
 /// Reads decoding at least this many chunk bytes use a second thread.
 const PARALLEL_DECODE_BYTES: usize = 256 * 1024;
 
@@ -102,6 +105,24 @@ fn decode_series(c: &Candidate, stored: &[StoredChunk], hints: &SelectHints) -> 
     Ok(samples)
 }
 
+/// Runs `f` over `items[..mid]` on this thread and over `items[mid..]` on a
+/// scoped second thread; a panic in the second is resumed here.
+fn on_two_threads<T: Sync, R: Send>(
+    items: &[T],
+    mid: usize,
+    f: impl Fn(&[T]) -> Result<R> + Sync,
+) -> Result<(R, R)> {
+    let (a, b) = items.split_at(mid.min(items.len()));
+    std::thread::scope(|scope| {
+        let second = scope.spawn(|| f(b));
+        let first = f(a)?;
+        match second.join() {
+            Ok(rest) => Ok((first, rest?)),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
 /// Chunks of one series normally follow each other in time. They overlap
 /// when a restart replayed the WAL with other chunk boundaries than the run
 /// that persisted them (e.g. `max_samples_per_chunk` changed): the replayed
@@ -113,6 +134,25 @@ fn merge_overlaps(samples: &mut Vec<Sample>) {
     }
     samples.sort_by_key(|s| s.t);
     samples.dedup_by_key(|s| s.t);
+}
+
+/// The sorted refs of `cands` and the time span their chunks are read over.
+fn refs_and_span(cands: &[Candidate], hints: &SelectHints) -> (Vec<u64>, i64, i64) {
+    let mut refs: Vec<u64> = cands.iter().map(|c| c.r).collect();
+    refs.sort_unstable();
+    let lo = cands
+        .iter()
+        .map(|c| c.min_t)
+        .min()
+        .unwrap_or(i64::MAX)
+        .max(hints.start);
+    let hi = cands
+        .iter()
+        .map(|c| c.max_t)
+        .max()
+        .unwrap_or(i64::MIN)
+        .min(hints.end);
+    (refs, lo, hi)
 }
 
 impl Inner {
@@ -153,8 +193,29 @@ impl Inner {
         hints: &SelectHints,
     ) -> Result<HashMap<u64, Vec<StoredChunk>>> {
         let mut out: HashMap<u64, Vec<StoredChunk>> = HashMap::new();
+        self.visit_chunks(snap, refs, lo, hi, hints, |r, mint, bytes| {
+            out.entry(r).or_default().push(StoredChunk {
+                mint,
+                bytes: bytes.to_vec(),
+            })
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `sink(ref, mint, chunk bytes)` for every persisted chunk of
+    /// `refs` (sorted) overlapping `hints`: block by block, within a block
+    /// in ref order, each series' chunks in time order.
+    fn visit_chunks(
+        &self,
+        snap: &SnapshotWithThreadMode<'_, DB>,
+        refs: &[u64],
+        lo: i64,
+        hi: i64,
+        hints: &SelectHints,
+        mut sink: impl FnMut(u64, i64, &[u8]),
+    ) -> Result<()> {
         if refs.is_empty() || lo > hi {
-            return Ok(out);
+            return Ok(());
         }
         let hi_block = block_start(hi);
         let mut ro = ReadOptions::default();
@@ -218,10 +279,7 @@ impl Inner {
                     }
                     let maxt = i64::from_le_bytes(v[1..9].try_into().expect("BUG: slice of 8"));
                     if maxt >= hints.start && mint <= hints.end {
-                        out.entry(r).or_default().push(StoredChunk {
-                            mint,
-                            bytes: v[9..].to_vec(),
-                        });
+                        sink(r, mint, &v[9..]);
                     }
                     it.next();
                 }
@@ -232,8 +290,7 @@ impl Inner {
             }
         }
         it.status()
-            .map_err(IngesterError::rocks("reading chunks"))?;
-        Ok(out)
+            .map_err(IngesterError::rocks("reading chunks"))
     }
 
     /// Decoded samples in `hints` for each candidate (in candidate order).
@@ -243,20 +300,7 @@ impl Inner {
         cands: &[Candidate],
         hints: &SelectHints,
     ) -> Result<Vec<Vec<Sample>>> {
-        let mut refs: Vec<u64> = cands.iter().map(|c| c.r).collect();
-        refs.sort_unstable();
-        let lo = cands
-            .iter()
-            .map(|c| c.min_t)
-            .min()
-            .unwrap_or(i64::MAX)
-            .max(hints.start);
-        let hi = cands
-            .iter()
-            .map(|c| c.max_t)
-            .max()
-            .unwrap_or(i64::MIN)
-            .min(hints.end);
+        let (refs, lo, hi) = refs_and_span(cands, hints);
         let mut stored = self.read_chunks(snap, &refs, lo, hi, hints)?;
         let jobs: Vec<(&Candidate, Vec<StoredChunk>)> = cands
             .iter()
@@ -275,19 +319,87 @@ impl Inner {
         if bytes < PARALLEL_DECODE_BYTES || half == 0 {
             return jobs.iter().map(|(c, ch)| decode_series(c, ch, hints)).collect();
         }
-        let (a, b) = jobs.split_at(half);
-        let decode_all = |part: &[(&Candidate, Vec<StoredChunk>)]| -> Result<Vec<Vec<Sample>>> {
-            part.iter().map(|(c, ch)| decode_series(c, ch, hints)).collect()
-        };
-        std::thread::scope(|scope| {
-            let second = scope.spawn(|| decode_all(b));
-            let mut out = decode_all(a)?;
-            match second.join() {
-                Ok(rest) => out.extend(rest?),
-                Err(panic) => std::panic::resume_unwind(panic),
+        let (mut out, rest) = on_two_threads(&jobs, half, |part| {
+            part.iter().map(|(c, ch)| decode_series(c, ch, hints)).collect::<Result<Vec<_>>>()
+        })?;
+        out.extend(rest);
+        Ok(out)
+    }
+
+    /// Like [`Inner::select`], but series certain to have a sample in range
+    /// stay encoded (their chunks are copied once, straight from RocksDB);
+    /// the others are decoded here so that empty ones are omitted as usual.
+    pub(crate) fn select_chunks(
+        &self,
+        tenant: &TenantId,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+    ) -> Result<Vec<SelectedSeries>> {
+        let head = self.head.read();
+        let cands = self.candidates(&head, tenant, hints, matchers);
+        let snap = self.db.snapshot();
+        drop(head);
+        let is_sure: Vec<bool> = cands.iter().map(|c| surely_in_range(c, hints)).collect();
+        let (sure, unsure): (Vec<Candidate>, Vec<Candidate>) =
+            cands.into_iter().partition(|c| surely_in_range(c, hints));
+        let checked = self.read_samples(&snap, &unsure, hints)?;
+        let mut decoded = unsure.into_iter().zip(checked);
+        let (refs, lo, hi) = refs_and_span(&sure, hints);
+        let mut stored = self.chunks_by_ref(&snap, &refs, lo, hi, hints)?;
+        let mut encoded: Vec<ChunkSeries> = Vec::with_capacity(sure.len());
+        for c in sure {
+            let mut e = stored
+                .remove(&c.r)
+                .unwrap_or_else(|| ChunkSeries::new(Labels::empty(), hints.start, hints.end));
+            if let Some((_, bytes)) = &c.head {
+                e.push_chunk(bytes);
             }
+            e.labels = c.labels;
+            encoded.push(e);
+        }
+        // Back to label order: both parts kept the order of `cands`.
+        let mut encoded = encoded.into_iter();
+        let mut out = Vec::with_capacity(is_sure.len());
+        for sure in is_sure {
+            if sure {
+                out.extend(encoded.next().map(SelectedSeries::Encoded));
+            } else if let Some((d, samples)) = decoded.next() {
+                if !samples.is_empty() {
+                    out.push(SelectedSeries::Decoded(Series { labels: d.labels, samples }));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The persisted chunks of `refs` (sorted) overlapping `hints`, as one
+    /// [`ChunkSeries`] per ref that has any (labels left empty). Many refs
+    /// are read by two threads, each over half of them with its own
+    /// iterator on the same snapshot: seeking and stepping through RocksDB is
+    /// most of a large selection's storage time.
+    fn chunks_by_ref(
+        &self,
+        snap: &SnapshotWithThreadMode<'_, DB>,
+        refs: &[u64],
+        lo: i64,
+        hi: i64,
+        hints: &SelectHints,
+    ) -> Result<HashMap<u64, ChunkSeries>> {
+        let read = |part: &[u64]| -> Result<HashMap<u64, ChunkSeries>> {
+            let mut out: HashMap<u64, ChunkSeries> = HashMap::with_capacity(part.len());
+            self.visit_chunks(snap, part, lo, hi, hints, |r, _, bytes| {
+                out.entry(r)
+                    .or_insert_with(|| ChunkSeries::new(Labels::empty(), hints.start, hints.end))
+                    .push_chunk(bytes)
+            })?;
             Ok(out)
-        })
+        };
+        if refs.len() < PARALLEL_READ_REFS {
+            return read(refs);
+        }
+        let (mut out, rest) = on_two_threads(refs, refs.len() / 2, read)?;
+        out.extend(rest);
+        Ok(out)
     }
 
     /// Series matching `matchers` with their samples in `hints`, sorted by labels.
@@ -350,6 +462,17 @@ impl Queryable for Tsdb {
     ) -> std::result::Result<Vec<Series>, StorageError> {
         self.inner
             .select(tenant, hints, matchers)
+            .map_err(StorageError::from)
+    }
+
+    fn select_chunks(
+        &self,
+        tenant: &TenantId,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+    ) -> std::result::Result<Vec<SelectedSeries>, StorageError> {
+        self.inner
+            .select_chunks(tenant, hints, matchers)
             .map_err(StorageError::from)
     }
 
@@ -445,6 +568,18 @@ mod tests {
         ] {
             let got = db.select(&tenant, &hints, std::slice::from_ref(&matcher)).unwrap();
             assert_eq!(got.len(), want, "{matcher:?}");
+            // Left encoded, the same series decode to the same samples.
+            let lazy = db.select_chunks(&tenant, &hints, std::slice::from_ref(&matcher)).unwrap();
+            assert!(lazy.iter().all(|s| matches!(s, SelectedSeries::Encoded(_))));
+            let lazy: Vec<Series> = lazy.into_iter().map(|s| s.into_series().unwrap()).collect();
+            assert_eq!(lazy, got, "{matcher:?}");
+            // Ranges ending before a series' newest sample are decoded by the
+            // storage, so series without a sample there are still omitted.
+            let part = SelectHints { start: 0, end: 60 * 60_000 };
+            let want_part = db.select(&tenant, &part, std::slice::from_ref(&matcher)).unwrap();
+            let lazy = db.select_chunks(&tenant, &part, std::slice::from_ref(&matcher)).unwrap();
+            let lazy: Vec<Series> = lazy.into_iter().map(|s| s.into_series().unwrap()).collect();
+            assert_eq!(lazy, want_part, "{matcher:?} first hour");
             for s in got {
                 let (_, samples) = expected.iter().find(|(l, _)| *l == s.labels).unwrap();
                 assert_eq!(&s.samples, samples, "{:?}", s.labels);

@@ -25,6 +25,7 @@ use crate::head::Head;
 use crate::keys::{
     CF_CHUNKS, CF_HEAD, CF_META, CF_POSTINGS, CF_SERIES, CF_WAL, META_FORMAT_VERSION,
 };
+use crate::raft::ShardWrite;
 use aion_model::storage::{AppendOutcome, WriteBatch};
 use rocksdb::{IteratorMode, WriteOptions};
 use std::sync::atomic::Ordering;
@@ -47,6 +48,29 @@ const DUMP_CFS: [(u8, &str); 5] = [
     (4, CF_CHUNKS),
     (5, CF_HEAD),
 ];
+
+/// The data of a committed normal entry, owned or as the entry's bytes.
+#[derive(Clone, Copy)]
+enum Replicated<'a> {
+    Batch(&'a WriteBatch),
+    Encoded(&'a ShardWrite),
+}
+
+impl Replicated<'_> {
+    /// Samples per part.
+    fn part_samples(&self) -> Vec<u64> {
+        match self {
+            Replicated::Batch(b) => vec![b.series.iter().map(|s| s.samples.len() as u64).sum()],
+            Replicated::Encoded(w) => {
+                let mut series = w.series();
+                w.part_sizes()
+                    .into_iter()
+                    .map(|n| series.by_ref().take(n).map(|s| s.samples.len() as u64).sum())
+                    .collect()
+            }
+        }
+    }
+}
 
 /// The Raft position of a replicated TSDB, as opaque bytes of the Raft layer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -92,8 +116,8 @@ impl Inner {
         log_index: u64,
         applied: &[u8],
         membership: Option<Vec<u8>>,
-        batch: Option<&WriteBatch>,
-    ) -> Result<AppendOutcome> {
+        batch: Option<Replicated<'_>>,
+    ) -> Result<Vec<AppendOutcome>> {
         self.check_failed()?;
         let _serial = self.checkpoint_lock.lock();
         // Raft log indexes start at 0 (openraft's initial membership entry):
@@ -103,29 +127,34 @@ impl Inner {
             // At or below the applied position: in the head already, and the
             // mark must not move back (openraft does not re-send such
             // entries; this guards misuse).
-            let dups = batch.map_or(0, |b| b.series.iter().map(|s| s.samples.len() as u64).sum());
-            return Ok(AppendOutcome {
-                duplicates_ignored: dups,
-                ..AppendOutcome::default()
-            });
+            let dups = batch.map_or(vec![0], |b| b.part_samples());
+            return Ok(dups
+                .into_iter()
+                .map(|d| AppendOutcome { duplicates_ignored: d, ..AppendOutcome::default() })
+                .collect());
         }
         let out = match batch {
             Some(b) => {
-                let out = self.apply_record(log_index, b, 0)?;
+                let outs = match b {
+                    Replicated::Batch(b) => vec![self.apply_record(log_index, b, 0)?],
+                    Replicated::Encoded(w) => self.apply_encoded(log_index, w)?,
+                };
                 self.replicated_applies.fetch_add(1, Ordering::Relaxed);
-                self.metrics.batches_appended.inc();
-                self.metrics.samples_appended.inc_by(out.appended);
-                self.metrics
-                    .duplicates_ignored
-                    .inc_by(out.duplicates_ignored);
-                for r in &out.rejected {
-                    self.metrics.reject(r.reason.as_str());
+                for out in &outs {
+                    self.metrics.batches_appended.inc();
+                    self.metrics.samples_appended.inc_by(out.appended);
+                    self.metrics
+                        .duplicates_ignored
+                        .inc_by(out.duplicates_ignored);
+                    for r in &out.rejected {
+                        self.metrics.reject(r.reason.as_str());
+                    }
                 }
-                out
+                outs
             }
             None => {
                 self.head.write().applied_seq = log_index;
-                AppendOutcome::default()
+                vec![AppendOutcome::default()]
             }
         };
         let mut mark = self.replica.lock();
@@ -134,6 +163,21 @@ impl Inner {
             mark.membership = membership;
         }
         Ok(out)
+    }
+
+    /// Applies an encoded write, part by part (one outcome each), under one
+    /// head lock and one RocksDB write.
+    fn apply_encoded(&self, log_index: u64, w: &ShardWrite) -> Result<Vec<AppendOutcome>> {
+        let mut outs = Vec::new();
+        self.apply_with(log_index, 0, |head, writes| {
+            let (tenant, mut series) = (w.tenant(), w.series());
+            for n in w.part_sizes() {
+                let part = series.by_ref().take(n).map(|s| (s.packed_labels, s.samples));
+                outs.push(head.apply_packed(tenant, part, writes));
+            }
+            AppendOutcome::default()
+        })?;
+        Ok(outs)
     }
 
     /// Checkpoints, then dumps the persisted column families from one
@@ -254,8 +298,23 @@ impl Tsdb {
         membership: Option<Vec<u8>>,
         batch: Option<&WriteBatch>,
     ) -> Result<AppendOutcome> {
+        let mut outs = self
+            .inner
+            .apply_replicated(log_index, applied, membership, batch.map(Replicated::Batch))?;
+        Ok(outs.pop().unwrap_or_default())
+    }
+
+    /// [`Tsdb::apply_replicated`] of a normal entry's encoded batch: walks
+    /// the bytes, allocating only for series the head does not know yet.
+    /// One outcome per part of the write.
+    pub fn apply_replicated_write(
+        &self,
+        log_index: u64,
+        applied: &[u8],
+        write: &ShardWrite,
+    ) -> Result<Vec<AppendOutcome>> {
         self.inner
-            .apply_replicated(log_index, applied, membership, batch)
+            .apply_replicated(log_index, applied, None, Some(Replicated::Encoded(write)))
     }
 
     /// The Raft position as of now (right after open: as of the last checkpoint).
@@ -353,6 +412,36 @@ mod tests {
         assert_eq!(mark.membership, None);
         assert_eq!(db.stats().applied_seq, 10);
         assert_eq!(all(&db), before);
+    }
+
+    #[test]
+    fn encoded_writes_apply_like_batches_and_answer_per_part() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (owned, encoded) = (Tsdb::open(a.path(), cfg()).unwrap(), Tsdb::open(b.path(), cfg()).unwrap());
+        for i in 1..=6 {
+            owned.apply_replicated(i as u64, &[i as u8], None, Some(&batch(i))).unwrap();
+            let w = ShardWrite::from_batch(&batch(i));
+            let outs = encoded.apply_replicated_write(i as u64, &[i as u8], &w).unwrap();
+            assert_eq!(outs.len(), 1);
+            assert_eq!(outs[0].appended, 1);
+        }
+        assert_eq!(all(&owned), all(&encoded));
+        // Parts: a new sample, one older than it for the same series (rejected), another new one.
+        let merged = ShardWrite::merge(&[
+            ShardWrite::from_batch(&batch(9)),
+            ShardWrite::from_batch(&batch(3)),
+            ShardWrite::from_batch(&batch(10)),
+        ])
+        .unwrap();
+        let outs = encoded.apply_replicated_write(7, &[7], &merged).unwrap();
+        let shape: Vec<(u64, usize)> = outs.iter().map(|o| (o.appended, o.rejected.len())).collect();
+        assert_eq!(shape, vec![(1, 0), (0, 1), (1, 0)]);
+        let again = encoded.apply_replicated_write(7, &[7], &merged).unwrap();
+        let dups: Vec<u64> = again.iter().map(|o| o.duplicates_ignored).collect();
+        assert_eq!(dups, vec![1, 1, 1], "an applied index is not applied again");
+        drop(encoded);
+        let reopened = Tsdb::open(b.path(), cfg()).unwrap();
+        assert_eq!(reopened.stats().series, 3);
     }
 
     #[test]

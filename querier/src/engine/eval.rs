@@ -13,6 +13,7 @@ mod call_hist;
 mod call_info;
 mod call_range;
 mod extended;
+mod fused;
 mod output;
 mod parallel;
 mod pushdown;

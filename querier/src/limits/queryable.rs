@@ -5,7 +5,9 @@
 
 use aion_model::labels::Labels;
 use aion_model::matcher::Matcher;
-use aion_model::storage::{PartialSeries, PushdownRequest, Queryable, SelectHints, Series, StorageError};
+use aion_model::storage::{
+    PartialSeries, PushdownRequest, Queryable, SelectHints, SelectedSeries, Series, StorageError,
+};
 use aion_model::TenantId;
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -79,6 +81,18 @@ impl Queryable for LimitedQueryable {
         let Some(h) = self.clamp(hints) else { return Ok(Vec::new()) };
         let out = self.inner.select(tenant, &h, matchers)?;
         self.count(out.iter().map(|s| &s.labels))?;
+        Ok(out)
+    }
+
+    fn select_chunks(
+        &self,
+        tenant: &TenantId,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+    ) -> Result<Vec<SelectedSeries>, StorageError> {
+        let Some(h) = self.clamp(hints) else { return Ok(Vec::new()) };
+        let out = self.inner.select_chunks(tenant, &h, matchers)?;
+        self.count(out.iter().map(SelectedSeries::labels))?;
         Ok(out)
     }
 

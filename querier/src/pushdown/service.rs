@@ -1,14 +1,17 @@
 //! The `Pushdown` gRPC service an ingester process serves: evaluates a
-//! pushed-down aggregation over one shard's data with the querier's engine.
-//! Where the data comes from (and the leadership check before reading it)
-//! is the host's business, behind [`ShardSource`], so this crate needs no
-//! ingester internals.
+//! pushed-down aggregation over one shard's data with the querier's engine,
+//! or over several shards the node leads in one call, merging their partial
+//! results on the node (so a query costs one round trip and one partial
+//! result per node, not per shard). Where the data comes from (and the
+//! leadership check before reading it) is the host's business, behind
+//! [`ShardSource`], so this crate needs no ingester internals.
 
-use super::evaluate_partial;
+use super::{evaluate_partial, merge, plan, wire, MergeOp, PartialResult};
 use aion_model::storage::{PushdownRequest, Queryable};
-use aion_model::{Labels, TenantId};
+use aion_model::TenantId;
 use aion_proto::ingester as pb;
 use aion_proto::ingester::pushdown_server::{Pushdown, PushdownServer};
+use promql_parser::parser::Expr;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
@@ -37,6 +40,56 @@ impl<S: ShardSource> PushdownService<S> {
     pub fn into_server(self) -> PushdownServer<Self> {
         PushdownServer::new(self).max_encoding_message_size(256 << 20).max_decoding_message_size(256 << 20)
     }
+
+    /// Several shards: each evaluated concurrently, the answered ones merged
+    /// with the aggregation's operator, the others reported as failures.
+    async fn evaluate_shards(&self, shards: &[u64], tenant: &TenantId, req: &PushdownRequest, step_arrays: bool) -> Result<pb::AggregateResponse, Status> {
+        let op = merge_op(&req.expr)?;
+        let tasks: Vec<_> = shards
+            .iter()
+            .map(|&shard| {
+                let (source, tenant, req, timeout) = (Arc::clone(&self.source), tenant.clone(), req.clone(), self.timeout);
+                (shard, tokio::spawn(async move { evaluate_shard(source.as_ref(), shard, tenant, req, timeout).await }))
+            })
+            .collect();
+        let mut parts = Vec::with_capacity(tasks.len());
+        let mut resp = pb::AggregateResponse::default();
+        for (shard, task) in tasks {
+            let r = task.await.map_err(|e| Status::internal(format!("shard {shard}: pushdown task failed: {e}")))?;
+            match r {
+                Ok(p) => {
+                    resp.annotated |= p.annotated;
+                    parts.push(p.series);
+                    resp.answered.push(shard);
+                }
+                Err(s) => resp.failed.push(pb::ShardFailure { shard, code: s.code() as i32, message: s.message().to_string() }),
+            }
+        }
+        if !resp.annotated {
+            resp.series = merge(op, parts).iter().map(|s| wire::series_to_pb(req, s, step_arrays)).collect();
+        }
+        Ok(resp)
+    }
+}
+
+/// One shard's partial result: leadership confirmed, then the engine on a blocking thread.
+async fn evaluate_shard<S: ShardSource>(source: &S, shard: u64, tenant: TenantId, req: PushdownRequest, timeout: Duration) -> Result<PartialResult, Status> {
+    let data = source.leader_data(shard).await?;
+    tokio::task::spawn_blocking(move || evaluate_partial(data.as_ref(), &tenant, &req, timeout))
+        .await
+        .map_err(|e| Status::internal(format!("shard {shard}: pushdown task failed: {e}")))?
+        .map_err(|e| Status::invalid_argument(format!("shard {shard}: pushdown evaluation failed: {e}")))
+}
+
+/// How partial results of the aggregation `expr` combine.
+fn merge_op(expr: &str) -> Result<MergeOp, Status> {
+    let parsed = promql_parser::parser::parse(expr).map_err(|e| Status::invalid_argument(format!("pushdown expression {expr:?}: {e}")))?;
+    let Expr::Aggregate(a) = parsed else {
+        return Err(Status::invalid_argument(format!("pushdown expression {expr:?} is not an aggregation")));
+    };
+    plan(&a, 0, 0, 0, 0)
+        .map(|(_, op)| op)
+        .ok_or_else(|| Status::invalid_argument(format!("pushdown expression {expr:?} cannot be merged across shards")))
 }
 
 #[tonic::async_trait]
@@ -44,21 +97,87 @@ impl<S: ShardSource> Pushdown for PushdownService<S> {
     async fn aggregate(&self, req: Request<pb::AggregateRequest>) -> Result<Response<pb::AggregateResponse>, Status> {
         let r = req.into_inner();
         let tenant = TenantId::new(&r.tenant).map_err(|e| Status::invalid_argument(format!("invalid tenant {:?}: {e}", r.tenant)))?;
-        let data = self.source.leader_data(r.shard).await?;
         let preq = PushdownRequest { expr: r.expr, start_ms: r.start_ms, end_ms: r.end_ms, step_ms: r.step_ms, lookback_ms: r.lookback_ms };
-        let timeout = self.timeout;
-        let shard = r.shard;
-        let out = tokio::task::spawn_blocking(move || evaluate_partial(data.as_ref(), &tenant, &preq, timeout))
-            .await
-            .map_err(|e| Status::internal(format!("shard {shard}: pushdown task failed: {e}")))?
-            .map_err(|e| Status::invalid_argument(format!("shard {shard}: pushdown evaluation failed: {e}")))?;
+        if !r.shards.is_empty() {
+            return Ok(Response::new(self.evaluate_shards(&r.shards, &tenant, &preq, r.step_arrays).await?));
+        }
+        let out = evaluate_shard(self.source.as_ref(), r.shard, tenant, preq.clone(), self.timeout).await?;
         Ok(Response::new(pb::AggregateResponse {
-            series: out.series.into_iter().map(|s| pb::PartialSeries { labels: labels_to_pb(&s.labels), samples: s.points.iter().map(|p| pb::Sample { timestamp_ms: p.t, value: p.v }).collect() }).collect(),
+            series: out.series.iter().map(|s| wire::series_to_pb(&preq, s, r.step_arrays)).collect(),
             annotated: out.annotated,
+            ..Default::default()
         }))
     }
 }
 
-fn labels_to_pb(l: &Labels) -> Vec<pb::Label> {
-    l.iter().map(|l| pb::Label { name: l.name.to_string(), value: l.value.to_string() }).collect()
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use aion_model::memstore::MemStore;
+    use aion_model::storage::{Appender, SeriesSamples, WriteBatch};
+    use aion_model::{Labels, Sample};
+    use std::collections::HashMap;
+
+    struct Shards(HashMap<u64, Arc<MemStore>>);
+
+    #[tonic::async_trait]
+    impl ShardSource for Shards {
+        async fn leader_data(&self, shard: u64) -> Result<Arc<dyn Queryable>, Status> {
+            let s = self.0.get(&shard).ok_or_else(|| Status::failed_precondition(format!("not leading {shard}")))?;
+            Ok(Arc::clone(s) as Arc<dyn Queryable>)
+        }
+    }
+
+    fn store(jobs: &[(&str, f64)]) -> Arc<MemStore> {
+        let s = MemStore::new();
+        let series = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, (job, k))| SeriesSamples {
+                labels: Labels::from_pairs([("__name__", "x_total".to_string()), ("job", job.to_string()), ("i", i.to_string())]),
+                samples: (0..20).map(|t| Sample::new(t * 15_000, k * t as f64)).collect(),
+            })
+            .collect();
+        s.append(WriteBatch { tenant: TenantId::anonymous(), series }).unwrap();
+        Arc::new(s)
+    }
+
+    fn request(shards: Vec<u64>) -> pb::AggregateRequest {
+        pb::AggregateRequest {
+            tenant: TenantId::anonymous().to_string(),
+            expr: "sum by (job) (rate(x_total[1m]))".into(),
+            start_ms: 60_000,
+            end_ms: 240_000,
+            step_ms: 30_000,
+            lookback_ms: 300_000,
+            shards,
+            step_arrays: true,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn one_call_merges_the_led_shards_and_names_the_others() {
+        let shards = HashMap::from([(0, store(&[("a", 1.0), ("b", 2.0)])), (1, store(&[("a", 3.0)]))]);
+        let svc = PushdownService::new(Arc::new(Shards(shards)), Duration::from_secs(5));
+        let r = svc.aggregate(Request::new(request(vec![0, 1, 7]))).await.unwrap().into_inner();
+        assert_eq!(r.answered, vec![0, 1]);
+        assert_eq!(r.failed.len(), 1);
+        assert_eq!((r.failed[0].shard, r.failed[0].code), (7, tonic::Code::FailedPrecondition as i32));
+        assert!(!r.annotated);
+        // One merged series per job, on the step grid: a = 1/s + 3/s... per 15 s step.
+        assert_eq!(r.series.len(), 2);
+        let a = &r.series[0];
+        assert!(a.samples.is_empty() && a.values.len() == 7, "{a:?}");
+        let want_a = (1.0 + 3.0) / 15.0;
+        assert!(a.values.iter().all(|v| (v - want_a).abs() < 1e-9), "{:?}", a.values);
+        let b = &r.series[1];
+        assert!(b.values.iter().all(|v| (v - 2.0 / 15.0).abs() < 1e-9), "{:?}", b.values);
+        // The single-shard form still answers with the shard's own result.
+        let one = pb::AggregateRequest { shard: 1, ..request(Vec::new()) };
+        let r = svc.aggregate(Request::new(one)).await.unwrap().into_inner();
+        assert_eq!(r.series.len(), 1);
+        assert!(r.answered.is_empty() && r.failed.is_empty());
+    }
 }

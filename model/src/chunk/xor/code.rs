@@ -79,7 +79,7 @@ pub(crate) fn write_dod(w: &mut BitWriter, dod: i64) {
 }
 
 /// Reads a timestamp delta-of-delta.
-#[inline]
+#[inline(always)]
 pub(crate) fn read_dod(r: &mut BitReader<'_>) -> Result<i64> {
     let ones = r.read_unary(DOD_RAW_ONES)?;
     if ones == 0 {
@@ -152,7 +152,7 @@ pub(crate) fn write_value(w: &mut BitWriter, st: &mut XorState, v: u64) {
 }
 
 /// Reads a value written by [`write_value`], updating `st`.
-#[inline]
+#[inline(always)]
 pub(crate) fn read_value(r: &mut BitReader<'_>, st: &mut XorState) -> Result<()> {
     let ones = r.read_unary(3)?;
     if ones == 0 {

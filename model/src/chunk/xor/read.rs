@@ -51,14 +51,33 @@ impl<'a> XorIter<'a> {
         if self.done {
             return Ok(());
         }
-        while self.idx < self.total {
+        // The first two samples have codes of their own.
+        while self.idx < self.total.min(2) {
             let s = self.decode_next()?;
             self.idx += 1;
             if s.t > end {
-                break;
+                return Ok(());
             }
             if s.t >= start {
                 out.push(s);
+            }
+        }
+        // Then one code shape for all: state in locals, no per-sample dispatch.
+        let Self { mut r, mut st, idx, total, .. } = self;
+        // A forged count must not make us allocate: each sample takes >= 2 bits.
+        out.reserve(((total - idx) as usize).min(r.bits_left() / 2));
+        for _ in idx..total {
+            st.delta = st.delta.wrapping_add(read_dod(&mut r)?);
+            st.t = st.t.wrapping_add(st.delta);
+            read_value(&mut r, &mut st)?;
+            if st.t > end {
+                break;
+            }
+            if st.t >= start {
+                out.push(Sample {
+                    t: st.t,
+                    v: f64::from_bits(st.v),
+                });
             }
         }
         Ok(())

@@ -4,10 +4,11 @@
 
 use super::aggregate::go_g;
 use super::extended::{anchored_change, anchored_window, smoothed_change, ExtMode};
-use super::selector::RangeInput;
+use super::selector::{decode_points, RangeInput};
 use super::{Evaluator, Ser, Val};
 use crate::engine::functions::range as k;
 use crate::engine::EngineError;
+use aion_model::chunk::ChunkSeries;
 use aion_model::{Labels, Sample};
 use promql_parser::parser::{Call, Expr};
 use std::time::Instant;
@@ -48,18 +49,18 @@ pub(crate) fn is_range_function(name: &str) -> bool {
 }
 
 /// What a kernel sees besides the window's samples.
-struct KernelArgs {
-    range_start: i64,
-    range_end: i64,
-    t: i64,
-    s0: f64,
-    s1: f64,
+pub(super) struct KernelArgs {
+    pub range_start: i64,
+    pub range_end: i64,
+    pub t: i64,
+    pub s0: f64,
+    pub s1: f64,
 }
 
-type Kernel = fn(&[Sample], &KernelArgs) -> Result<Option<f64>, EngineError>;
+pub(super) type Kernel = fn(&[Sample], &KernelArgs) -> Result<Option<f64>, EngineError>;
 
 /// The kernel of a range function, resolved once per call rather than per window.
-fn resolve_kernel(name: &str) -> Result<Kernel, EngineError> {
+pub(super) fn resolve_kernel(name: &str) -> Result<Kernel, EngineError> {
     Ok(match name {
         "rate" => |w, a| Ok(k::extrapolated_rate(w, a.range_start, a.range_end, true, true)),
         "increase" => |w, a| Ok(k::extrapolated_rate(w, a.range_start, a.range_end, true, false)),
@@ -93,44 +94,76 @@ fn resolve_kernel(name: &str) -> Result<Kernel, EngineError> {
     })
 }
 
+/// One series' output of a sweep.
+struct Swept {
+    labels: Labels,
+    drop_name: bool,
+    points: Result<Vec<Sample>, EngineError>,
+    /// Samples decoded from chunks for it (0 when it came decoded).
+    decoded: usize,
+}
+
 /// A range function's window geometry over every step, swept one series at
 /// a time; holds no evaluator state, so series can be swept on several threads.
-struct WindowSweep<'a> {
-    input: &'a RangeInput,
-    scalars: &'a [Vec<f64>],
-    start: i64,
-    interval: i64,
-    steps: usize,
-    deadline: Instant,
+pub(super) struct WindowSweep<'a> {
+    pub input: &'a RangeInput,
+    pub scalars: &'a [Vec<f64>],
+    pub start: i64,
+    pub interval: i64,
+    pub steps: usize,
+    pub deadline: Instant,
 }
 
 impl WindowSweep<'_> {
     /// Applies `kernel` to every series (in parallel when `work` is large),
-    /// freeing each input series as soon as its output is computed.
-    fn all<K>(&self, series: Vec<Ser>, work: usize, kernel: K) -> Vec<(Labels, bool, Result<Vec<Sample>, EngineError>)>
+    /// freeing each input series as soon as its output is computed. An
+    /// encoded series is decoded right there into the thread's buffer; the
+    /// samples it decoded are returned with its output.
+    /// `make` gives the kernel for one series' samples (a kernel may keep
+    /// state from window to window of a series).
+    fn all<K, M>(&self, series: Vec<(Ser, Option<ChunkSeries>)>, work: usize, make: M) -> Vec<Swept>
     where
-        K: Fn(&[Sample], &KernelArgs) -> Result<Option<f64>, EngineError> + Sync,
+        M: Fn(&[Sample]) -> K + Sync,
+        K: FnMut(&[Sample], &KernelArgs) -> Result<Option<f64>, EngineError>,
     {
-        super::parallel::par_map(series, work, |s| {
-            let points = self.series(&s.points, &kernel);
-            (s.labels, s.drop_name, points)
+        super::parallel::par_map_with(series, work, Vec::new, |buf, (s, encoded)| {
+            let (points, decoded) = match &encoded {
+                None => (self.series(&s.points, &mut make(&s.points)), 0),
+                Some(c) => match decode_points(c, buf) {
+                    Ok(n) => (self.series(buf, &mut make(buf)), n),
+                    Err(e) => (Err(e), 0),
+                },
+            };
+            Swept { labels: s.labels, drop_name: s.drop_name, points, decoded }
         })
     }
 
     /// The function's value at every step where the series `pts` has one.
     #[inline]
-    fn series<K>(&self, pts: &[Sample], kernel: &K) -> Result<Vec<Sample>, EngineError>
+    fn series<K>(&self, pts: &[Sample], kernel: &mut K) -> Result<Vec<Sample>, EngineError>
     where
-        K: Fn(&[Sample], &KernelArgs) -> Result<Option<f64>, EngineError>,
+        K: FnMut(&[Sample], &KernelArgs) -> Result<Option<f64>, EngineError>,
+    {
+        // Each sample is in at most range / interval + 1 windows.
+        let per_sample = (self.input.range / self.interval.max(1)).max(0) as usize + 1;
+        let mut points = Vec::with_capacity(self.steps.min(pts.len().saturating_mul(per_sample)));
+        self.each(pts, kernel, |_, t, v| points.push(Sample { t, v }))?;
+        Ok(points)
+    }
+
+    /// Calls `sink(step index, step time, value)` for every step where the
+    /// series `pts` has a value, in step order.
+    #[inline]
+    pub(super) fn each<K, S>(&self, pts: &[Sample], kernel: &mut K, mut sink: S) -> Result<(), EngineError>
+    where
+        K: FnMut(&[Sample], &KernelArgs) -> Result<Option<f64>, EngineError>,
+        S: FnMut(usize, i64, f64),
     {
         if Instant::now() >= self.deadline {
             return Err(EngineError::Timeout("query execution".into()));
         }
         let input = self.input;
         let sc = |j: usize, i: usize| self.scalars.get(j).map_or(0.0, |v| v[i]);
-        // Each sample is in at most range / interval + 1 windows.
-        let per_sample = (input.range / self.interval.max(1)).max(0) as usize + 1;
-        let mut points = Vec::with_capacity(self.steps.min(pts.len().saturating_mul(per_sample)));
         let (mut lo, mut hi) = (0usize, 0usize);
         for i in 0..self.steps {
             let t = self.start + i as i64 * self.interval;
@@ -152,10 +185,10 @@ impl WindowSweep<'_> {
             }
             let args = KernelArgs { range_start: end - input.range, range_end: end, t, s0: sc(0, i), s1: sc(1, i) };
             if let Some(v) = kernel(w, &args)? {
-                points.push(Sample { t, v });
+                sink(i, t, v);
             }
         }
-        Ok(points)
+        Ok(())
     }
 }
 
@@ -180,7 +213,7 @@ impl Evaluator<'_> {
         let scalars: Vec<Vec<f64>> =
             scalar_idx.iter().map(|&i| self.eval_scalar(&args[i])).collect::<Result<_, _>>()?;
         let marg = unwrap_parens(&args[matrix_idx]);
-        let input = self.range_input(marg)?;
+        let input = if name == "absent_over_time" { self.range_input(marg)? } else { self.range_input_lazy(marg)? };
         if let Some(mode) = input.mode {
             mode.check_function(name)?;
             return Ok(self.extended_range_call(name, mode, &input));
@@ -191,7 +224,9 @@ impl Evaluator<'_> {
         self.check_range_args(c, &scalars, &input)?;
         let keep_name = matches!(name, "last_over_time" | "first_over_time");
         let mut input = input;
-        let series = std::mem::take(&mut input.series);
+        let mut encoded = std::mem::take(&mut input.encoded).into_iter();
+        let series: Vec<(Ser, Option<ChunkSeries>)> =
+            std::mem::take(&mut input.series).into_iter().map(|s| (s, encoded.next().flatten())).collect();
         let sweep = WindowSweep {
             input: &input,
             scalars: &scalars,
@@ -200,19 +235,27 @@ impl Evaluator<'_> {
             steps: self.steps(),
             deadline: self.shared.deadline,
         };
-        let work = series.iter().map(|s| s.points.len()).sum::<usize>() + series.len() * sweep.steps;
+        let samples = |(s, c): &(Ser, Option<ChunkSeries>)| c.as_ref().map_or(s.points.len(), ChunkSeries::max_samples);
+        let work = series.iter().map(samples).sum::<usize>() + series.len() * sweep.steps;
         // The common functions get a sweep with the kernel inlined.
         let results = match name {
-            "rate" => sweep.all(series, work, |w, a| Ok(k::extrapolated_rate(w, a.range_start, a.range_end, true, true))),
-            "increase" => {
-                sweep.all(series, work, |w, a| Ok(k::extrapolated_rate(w, a.range_start, a.range_end, true, false)))
+            "rate" | "increase" | "delta" => {
+                let (is_counter, is_rate) = (name != "delta", name == "rate");
+                sweep.all(series, work, |pts| {
+                    let mut r = k::RateSweep::new(pts, is_counter, is_rate);
+                    move |w: &[Sample], a: &KernelArgs| Ok(r.window(w, a.range_start, a.range_end))
+                })
             }
-            "avg_over_time" => sweep.all(series, work, |w, _| Ok(k::avg_over_time(w))),
-            "max_over_time" => sweep.all(series, work, |w, _| Ok(k::max_over_time(w))),
-            _ => sweep.all(series, work, resolve_kernel(name)?),
+            "avg_over_time" => sweep.all(series, work, |_| |w: &[Sample], _: &KernelArgs| Ok(k::avg_over_time(w))),
+            "max_over_time" => sweep.all(series, work, |_| |w: &[Sample], _: &KernelArgs| Ok(k::max_over_time(w))),
+            _ => {
+                let kernel = resolve_kernel(name)?;
+                sweep.all(series, work, |_| kernel)
+            }
         };
+        self.add_samples(results.iter().map(|r| r.decoded).sum())?;
         let mut out = Vec::with_capacity(results.len());
-        for (labels, drop_name, points) in results {
+        for Swept { labels, drop_name, points, .. } in results {
             let points = points?;
             if points.is_empty() {
                 continue;
@@ -242,7 +285,7 @@ impl Evaluator<'_> {
         Ok(())
     }
 
-    fn non_counter_info(&self, l: &Labels, pos: &str) {
+    pub(super) fn non_counter_info(&self, l: &Labels, pos: &str) {
         if let Some(n) = l.metric_name() {
             if !["_total", "_sum", "_count", "_bucket"].iter().any(|s| n.ends_with(s)) {
                 self.info(format!(

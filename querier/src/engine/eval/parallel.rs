@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 /// Below this much estimated work (samples to look at), don't spawn threads.
-const MIN_PARALLEL_WORK: usize = 64 * 1024;
+pub(crate) const MIN_PARALLEL_WORK: usize = 64 * 1024;
 
 /// Most threads one query uses.
 const MAX_THREADS: usize = 8;
 
-fn cores() -> usize {
+/// Threads a parallel map uses at most (the machine's cores, capped).
+pub(crate) fn cores() -> usize {
     static CORES: OnceLock<usize> = OnceLock::new();
     *CORES.get_or_init(|| {
         std::thread::available_parallelism().map(NonZeroUsize::get).unwrap_or(1).min(MAX_THREADS)
@@ -37,9 +38,22 @@ where
     R: Send,
     F: Fn(T) -> R + Sync,
 {
+    par_map_with(items, work, || (), |_, x| f(x))
+}
+
+/// [`par_map`] where every thread first makes a scratch state with `init`
+/// (e.g. a decode buffer) that `f` reuses for all the items it maps.
+pub(crate) fn par_map_with<T, R, S, I, F>(items: Vec<T>, work: usize, init: I, f: F) -> Vec<R>
+where
+    T: Send,
+    R: Send,
+    I: Fn() -> S + Sync,
+    F: Fn(&mut S, T) -> R + Sync,
+{
     let threads = cores().min(items.len());
     if threads < 2 || work < MIN_PARALLEL_WORK {
-        return items.into_iter().map(&f).collect();
+        let mut state = init();
+        return items.into_iter().map(|x| f(&mut state, x)).collect();
     }
     let total = items.len();
     let piece_len = total.div_ceil(threads * PIECES_PER_THREAD);
@@ -54,14 +68,17 @@ where
     }
     let results: Vec<Mutex<Vec<R>>> = pieces.iter().map(|_| Mutex::new(Vec::new())).collect();
     let next = AtomicUsize::new(0);
-    let run = || loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(slot) = pieces.get(i) else {
-            break;
-        };
-        let piece = lock(slot).take().unwrap_or_default();
-        let mapped: Vec<R> = piece.into_iter().map(&f).collect();
-        *lock(&results[i]) = mapped;
+    let run = || {
+        let mut state = init();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(slot) = pieces.get(i) else {
+                break;
+            };
+            let piece = lock(slot).take().unwrap_or_default();
+            let mapped: Vec<R> = piece.into_iter().map(|x| f(&mut state, x)).collect();
+            *lock(&results[i]) = mapped;
+        }
     };
     std::thread::scope(|scope| {
         let handles: Vec<_> = (1..threads).map(|_| scope.spawn(run)).collect();
@@ -96,5 +113,23 @@ mod tests {
         assert_eq!(owned, big.iter().map(|x| x * 3).collect::<Vec<_>>());
         assert_eq!(par_map(vec![1u64, 2, 3], 0, |x| x + 1), vec![2, 3, 4]);
         assert!(par_map(Vec::<u64>::new(), usize::MAX, |x| x).is_empty());
+    }
+
+    #[test]
+    fn scratch_state_is_per_thread_and_reused() {
+        let items: Vec<u64> = (0..5_000).collect();
+        // Each item sees how many items its thread mapped before it.
+        let seen = par_map_with(items, usize::MAX, || 0u64, |n, x| {
+            *n += 1;
+            (x, *n)
+        });
+        assert!(seen.iter().enumerate().all(|(i, (x, _))| *x == i as u64), "order kept");
+        let total_firsts = seen.iter().filter(|(_, n)| *n == 1).count();
+        assert!((1..=cores()).contains(&total_firsts), "one fresh state per thread, got {total_firsts}");
+        let serial = par_map_with(vec![1u64, 2, 3], 0, || 10u64, |n, x| {
+            *n += x;
+            *n
+        });
+        assert_eq!(serial, vec![11, 13, 16]);
     }
 }

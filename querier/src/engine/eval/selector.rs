@@ -5,7 +5,8 @@ use super::extended::{smoothed_value, ExtMode, EXT_MARKER};
 use super::{Evaluator, Ser, Val};
 use crate::engine::EngineError;
 use aion_model::sample::{is_stale_nan, STALE_NAN_BITS};
-use aion_model::storage::{SelectHints, Series};
+use aion_model::chunk::ChunkSeries;
+use aion_model::storage::{SelectHints, SelectedSeries, Series, StorageError};
 use aion_model::{MatchOp, Matcher, Sample};
 use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher};
 use promql_parser::parser::{Expr, VectorSelector};
@@ -15,6 +16,11 @@ use std::collections::BTreeMap;
 pub(crate) struct RangeInput {
     /// Series with their samples (stale markers removed), sorted by time.
     pub series: Vec<Ser>,
+    /// Only from [`Evaluator::range_input_lazy`]: where `encoded[i]` is set,
+    /// series `i`'s samples are still these chunks (its `points` are empty)
+    /// and are decoded with [`decode_points`] where they are swept. Empty
+    /// when every series is decoded.
+    pub encoded: Vec<Option<ChunkSeries>>,
     /// Window length, ms.
     pub range: i64,
     /// Offset, ms.
@@ -36,6 +42,24 @@ impl RangeInput {
         let lo = s.partition_point(|p| p.t <= end - self.range);
         let hi = s.partition_point(|p| p.t <= end);
         &s[lo..hi.max(lo)]
+    }
+}
+
+/// Decodes `c` into `buf` without staleness markers (a range input's
+/// points); returns how many samples were decoded (markers included), which
+/// is what counts against the samples limit.
+pub(crate) fn decode_points(c: &ChunkSeries, buf: &mut Vec<Sample>) -> Result<usize, EngineError> {
+    c.decode_into(buf).map_err(|e| EngineError::Storage(StorageError::Corruption(e.to_string())))?;
+    let n = buf.len();
+    drop_stale(buf);
+    Ok(n)
+}
+
+/// Removes staleness markers; they are rare, so only a series that has
+/// one is rewritten.
+fn drop_stale(points: &mut Vec<Sample>) {
+    if points.iter().any(|p| p.v.to_bits() == STALE_NAN_BITS) {
+        points.retain(|p| p.v.to_bits() != STALE_NAN_BITS);
     }
 }
 
@@ -93,6 +117,24 @@ impl Evaluator<'_> {
             out.extend(merged.into_iter().map(|(labels, samples)| Series { labels, samples }));
         }
         self.add_samples(out.iter().map(|s| s.samples.len()).sum())?;
+        Ok(out)
+    }
+
+    /// Like [`Evaluator::fetch`], but series may stay encoded (see
+    /// [`aion_model::storage::Queryable::select_chunks`]); only the decoded
+    /// ones are counted against the samples limit here.
+    fn fetch_chunks(&self, vs: &VectorSelector, lo: i64, hi: i64) -> Result<Vec<SelectedSeries>, EngineError> {
+        let sets = matcher_sets(vs)?;
+        if sets.len() != 1 {
+            return Ok(self.fetch(vs, lo, hi)?.into_iter().map(SelectedSeries::Decoded).collect());
+        }
+        self.check_deadline()?;
+        let out = self.storage.select_chunks(self.tenant, &SelectHints { start: lo, end: hi }, &sets[0])?;
+        let decoded = out.iter().map(|s| match s {
+            SelectedSeries::Decoded(s) => s.samples.len(),
+            SelectedSeries::Encoded(_) => 0,
+        });
+        self.add_samples(decoded.sum())?;
         Ok(out)
     }
 
@@ -180,36 +222,69 @@ impl Evaluator<'_> {
         Ok(out)
     }
 
-    /// Fetches a matrix selector's data for every step of this evaluator.
-    pub(crate) fn range_input_selector(&self, vs: &VectorSelector, range: i64) -> Result<RangeInput, EngineError> {
+    /// Fetches a matrix selector's data for every step of this evaluator;
+    /// with `lazy`, series may stay encoded (see [`RangeInput::encoded`]).
+    pub(crate) fn range_input_selector(&self, vs: &VectorSelector, range: i64, lazy: bool) -> Result<RangeInput, EngineError> {
         let at = self.at_ms(&vs.at);
         let offset = Self::offset_ms(&vs.offset);
         let (lo, hi) = self.ref_range(at, offset);
         let mode = ext_mode(vs);
         // Extended windows look one lookback beyond their edges.
         let ext = if mode.is_some() { self.shared.lookback } else { 0 };
-        let fetched = self.fetch(vs, lo - range - ext + 1, hi + ext)?;
-        let series = fetched
-            .into_iter()
-            .map(|s| {
-                let mut points = s.samples;
-                // Staleness markers are rare: only rewrite a series that has one.
-                if points.iter().any(|p| p.v.to_bits() == STALE_NAN_BITS) {
-                    points.retain(|p| p.v.to_bits() != STALE_NAN_BITS);
+        let (lo, hi) = (lo - range - ext + 1, hi + ext);
+        let mut input = RangeInput { series: Vec::new(), encoded: Vec::new(), range, offset, at, mode };
+        if !lazy || mode.is_some() {
+            input.series = self
+                .fetch(vs, lo, hi)?
+                .into_iter()
+                .map(|s| {
+                    let mut points = s.samples;
+                    drop_stale(&mut points);
+                    Ser { labels: s.labels, drop_name: false, points }
+                })
+                .collect();
+            return Ok(input);
+        }
+        let fetched = self.fetch_chunks(vs, lo, hi)?;
+        input.series.reserve(fetched.len());
+        for s in fetched {
+            match s {
+                SelectedSeries::Decoded(s) => {
+                    let mut points = s.samples;
+                    drop_stale(&mut points);
+                    input.series.push(Ser { labels: s.labels, drop_name: false, points });
+                    input.encoded.push(None);
                 }
-                Ser { labels: s.labels, drop_name: false, points }
-            })
-            .collect();
-        Ok(RangeInput { series, range, offset, at, mode })
+                SelectedSeries::Encoded(mut c) => {
+                    let labels = std::mem::take(&mut c.labels);
+                    input.series.push(Ser { labels, drop_name: false, points: Vec::new() });
+                    input.encoded.push(Some(c));
+                }
+            }
+        }
+        if input.encoded.iter().all(Option::is_none) {
+            input.encoded.clear();
+        }
+        Ok(input)
     }
 
     /// The data of a range argument (matrix selector or subquery), all steps.
     pub(crate) fn range_input(&self, e: &Expr) -> Result<RangeInput, EngineError> {
         match e {
-            Expr::MatrixSelector(ms) => self.range_input_selector(&ms.vs, ms.range.as_millis() as i64),
+            Expr::MatrixSelector(ms) => self.range_input_selector(&ms.vs, ms.range.as_millis() as i64, false),
             Expr::Subquery(sq) => self.range_input_subquery(sq),
             Expr::Paren(p) => self.range_input(&p.expr),
             other => Err(EngineError::Execution(format!("expected a range vector, got {other}"))),
+        }
+    }
+
+    /// [`Evaluator::range_input`] for a caller that sweeps it with
+    /// [`decode_points`]: a matrix selector's series may stay encoded.
+    pub(crate) fn range_input_lazy(&self, e: &Expr) -> Result<RangeInput, EngineError> {
+        match e {
+            Expr::MatrixSelector(ms) => self.range_input_selector(&ms.vs, ms.range.as_millis() as i64, true),
+            Expr::Paren(p) => self.range_input_lazy(&p.expr),
+            other => self.range_input(other),
         }
     }
 

@@ -24,7 +24,7 @@ impl Evaluator<'_> {
         if start < first {
             start += step;
         }
-        let mut input = RangeInput { series: Vec::new(), range, offset, at, mode: None };
+        let mut input = RangeInput { series: Vec::new(), encoded: Vec::new(), range, offset, at, mode: None };
         if start > hi {
             return Ok(input);
         }

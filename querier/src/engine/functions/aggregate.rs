@@ -13,6 +13,7 @@ use std::cmp::Ordering;
 /// compensation `c` and returns the new `(sum, c)`. The true sum is `sum + c`.
 /// When the running sum becomes infinite the compensation is reset to 0, so
 /// that an overflow or an infinite input is not turned into NaN by `c`.
+#[inline]
 pub fn kahan_add(sum: f64, c: f64, v: f64) -> (f64, f64) {
     let t = sum + v;
     let c = if t.is_infinite() {
@@ -59,6 +60,7 @@ impl MeanAccumulator {
     }
 
     /// Adds one value.
+    #[inline]
     pub fn add(&mut self, v: f64) {
         self.count += 1.0;
         if self.count == 1.0 {
@@ -99,6 +101,7 @@ impl MeanAccumulator {
 }
 
 /// Overflow-safe mean of `values`, `None` when empty (see [`MeanAccumulator`]).
+#[inline]
 pub fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
     let mut acc = MeanAccumulator::new();
     values.into_iter().for_each(|v| acc.add(v));
@@ -125,6 +128,7 @@ impl VarianceAccumulator {
     }
 
     /// Adds one value.
+    #[inline]
     pub fn add(&mut self, v: f64) {
         self.count += 1.0;
         let delta = v - (self.mean + self.c_mean);

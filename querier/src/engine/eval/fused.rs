@@ -1,0 +1,220 @@
+//! Aggregations straight over a range function of a selector, the shape of
+//! most dashboard panels (`sum by (job) (rate(x[5m]))`): each group's member
+//! series are decoded and swept one after the other and every window's value
+//! goes straight into the group's per-step accumulator, so the function's
+//! per-series output (as many points as the selection has samples) is never
+//! materialised. Groups are folded in parallel; within a group, members are
+//! added in input order, so every step sums in the same order as the
+//! unfused evaluation and results are bit-identical.
+
+use super::aggregate::{group_key, Acc};
+use super::call_range::{is_range_function, resolve_kernel, KernelArgs, WindowSweep};
+use super::selector::{decode_points, ext_mode, RangeInput};
+use super::{Evaluator, Ser};
+use crate::engine::functions::range as k;
+use crate::engine::EngineError;
+use aion_model::chunk::ChunkSeries;
+use aion_model::{Labels, Sample};
+use promql_parser::parser::token::*;
+use promql_parser::parser::{AggregateExpr, Expr};
+use std::collections::HashMap;
+
+/// Range functions whose only argument is the range vector.
+fn fusable_function(name: &str) -> bool {
+    is_range_function(name)
+        && !matches!(
+            name,
+            "quantile_over_time" | "predict_linear" | "double_exponential_smoothing" | "holt_winters" | "absent_over_time"
+        )
+}
+
+fn unwrap_parens(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => unwrap_parens(&p.expr),
+        other => other,
+    }
+}
+
+/// One group's result.
+struct Folded {
+    /// (first step with a value, first member with a value there): output order.
+    first: (usize, usize),
+    drop_name: bool,
+    points: Vec<Sample>,
+    /// Samples decoded for its members.
+    decoded: usize,
+    /// Members that had a value at some step, ascending.
+    present: Vec<usize>,
+}
+
+/// Sweeps and folds one group at a time.
+struct GroupSweep<'a> {
+    op: TokenId,
+    sweep: WindowSweep<'a>,
+    series: &'a [Ser],
+    encoded: &'a [Option<ChunkSeries>],
+    /// Whether the function drops the metric name (all but `last_over_time`/`first_over_time`).
+    drop_name: bool,
+}
+
+impl GroupSweep<'_> {
+    fn group<K, M>(&self, buf: &mut Vec<Sample>, members: &[usize], make: &M) -> Result<Folded, EngineError>
+    where
+        M: Fn(&[Sample]) -> K,
+        K: FnMut(&[Sample], &KernelArgs) -> Result<Option<f64>, EngineError>,
+    {
+        let mut cells: Vec<Option<Acc>> = (0..self.sweep.steps).map(|_| None).collect();
+        let mut out = Folded { first: (usize::MAX, usize::MAX), drop_name: false, points: Vec::new(), decoded: 0, present: Vec::new() };
+        for &si in members {
+            let pts: &[Sample] = match self.encoded.get(si).and_then(Option::as_ref) {
+                Some(c) => {
+                    out.decoded += decode_points(c, buf)?;
+                    buf
+                }
+                None => &self.series[si].points,
+            };
+            let mut first_step = None;
+            let op = self.op;
+            self.sweep.each(pts, &mut make(pts), |i, _, v| {
+                first_step.get_or_insert(i);
+                match &mut cells[i] {
+                    Some(acc) => acc.add(v),
+                    cell => *cell = Some(Acc::new(op, v)),
+                }
+            })?;
+            if let Some(step) = first_step {
+                out.first = out.first.min((step, si));
+                out.drop_name |= self.drop_name || self.series[si].drop_name;
+                out.present.push(si);
+            }
+        }
+        let (start, interval) = (self.sweep.start, self.sweep.interval);
+        out.points = cells
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|acc| Sample { t: start + i as i64 * interval, v: acc.value() }))
+            .collect();
+        Ok(out)
+    }
+
+    /// Every group (in parallel when `work` is large), in group order.
+    fn all<K, M>(&self, members: Vec<Vec<usize>>, work: usize, make: M) -> Vec<Result<Folded, EngineError>>
+    where
+        M: Fn(&[Sample]) -> K + Sync,
+        K: FnMut(&[Sample], &KernelArgs) -> Result<Option<f64>, EngineError>,
+    {
+        super::parallel::par_map_with(members, work, Vec::new, |buf, ms| self.group(buf, &ms, &make))
+    }
+}
+
+impl Evaluator<'_> {
+    /// `op by|without (…) (f(selector[range]))` evaluated fused (see the
+    /// module doc), or `None` when `a` has another shape or too few groups
+    /// to keep every core busy (then it is evaluated the usual way).
+    pub(crate) fn fused_range_agg(&self, a: &AggregateExpr) -> Result<Option<Vec<Ser>>, EngineError> {
+        let op = a.op.id();
+        if a.param.is_some() || !matches!(op, T_SUM | T_AVG | T_MIN | T_MAX | T_COUNT | T_GROUP | T_STDDEV | T_STDVAR) {
+            return Ok(None);
+        }
+        let Expr::Call(c) = unwrap_parens(&a.expr) else { return Ok(None) };
+        let name = c.func.name;
+        if !fusable_function(name) || c.args.args.len() != 1 {
+            return Ok(None);
+        }
+        let Expr::MatrixSelector(ms) = unwrap_parens(&c.args.args[0]) else { return Ok(None) };
+        if ext_mode(&ms.vs).is_some() {
+            return Ok(None);
+        }
+        let mut input = self.range_input_lazy(&c.args.args[0])?;
+        let (groups, members) = group_members(&input.series, a);
+        let encoded = std::mem::take(&mut input.encoded);
+        let samples = |i: usize| match encoded.get(i).and_then(Option::as_ref) {
+            Some(c) => c.max_samples(),
+            None => input.series[i].points.len(),
+        };
+        let steps = self.steps();
+        let work = (0..input.series.len()).map(samples).sum::<usize>() + input.series.len() * steps;
+        if groups.len() < 4 * super::parallel::cores() && work >= super::parallel::MIN_PARALLEL_WORK {
+            // Too few groups to spread over the cores: sweep series in parallel instead.
+            return Ok(None);
+        }
+        let series = std::mem::take(&mut input.series);
+        let input = RangeInput { series: Vec::new(), encoded: Vec::new(), ..input };
+        let gs = GroupSweep {
+            op,
+            sweep: WindowSweep {
+                input: &input,
+                scalars: &[],
+                start: self.start,
+                interval: self.interval,
+                steps,
+                deadline: self.shared.deadline,
+            },
+            series: &series,
+            encoded: &encoded,
+            drop_name: !matches!(name, "last_over_time" | "first_over_time"),
+        };
+        let folded = match name {
+            "rate" | "increase" | "delta" => {
+                let (is_counter, is_rate) = (name != "delta", name == "rate");
+                gs.all(members, work, |pts| {
+                    let mut r = k::RateSweep::new(pts, is_counter, is_rate);
+                    move |w: &[Sample], a: &KernelArgs| Ok(r.window(w, a.range_start, a.range_end))
+                })
+            }
+            _ => {
+                let kernel = resolve_kernel(name)?;
+                gs.all(members, work, |_| kernel)
+            }
+        };
+        self.finish_fused(name, c, &series, groups, folded).map(Some)
+    }
+
+    /// Accounts decoded samples, adds the annotations the unfused path
+    /// gives, and orders the groups by first appearance.
+    fn finish_fused(
+        &self,
+        name: &str,
+        c: &promql_parser::parser::Call,
+        series: &[Ser],
+        groups: Vec<Labels>,
+        folded: Vec<Result<Folded, EngineError>>,
+    ) -> Result<Vec<Ser>, EngineError> {
+        let folded: Vec<Folded> = folded.into_iter().collect::<Result<_, _>>()?;
+        self.add_samples(folded.iter().map(|f| f.decoded).sum())?;
+        if matches!(name, "rate" | "increase") {
+            let pos = self.pos(c, Some(0));
+            let mut present: Vec<usize> = folded.iter().flat_map(|f| f.present.iter().copied()).collect();
+            present.sort_unstable();
+            for si in present {
+                self.non_counter_info(&series[si].labels, &pos);
+            }
+        }
+        let mut out: Vec<((usize, usize), Ser)> = groups
+            .into_iter()
+            .zip(folded)
+            .filter(|(_, f)| !f.points.is_empty())
+            .map(|(labels, f)| (f.first, Ser { labels, drop_name: f.drop_name, points: f.points }))
+            .collect();
+        out.sort_by_key(|(first, _)| *first);
+        Ok(out.into_iter().map(|(_, s)| s).collect())
+    }
+}
+
+/// The groups of `series` under `a`'s grouping (in order of first
+/// appearance) and each group's members, ascending.
+fn group_members(series: &[Ser], a: &AggregateExpr) -> (Vec<Labels>, Vec<Vec<usize>>) {
+    let mut idx: HashMap<Labels, usize> = HashMap::new();
+    let mut labels = Vec::new();
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    for (si, s) in series.iter().enumerate() {
+        let key = group_key(&s.labels, a.modifier.as_ref());
+        let gi = *idx.entry(key).or_insert_with_key(|k| {
+            labels.push(k.clone());
+            members.push(Vec::new());
+            labels.len() - 1
+        });
+        members[gi].push(si);
+    }
+    (labels, members)
+}
