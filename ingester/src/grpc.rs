@@ -17,6 +17,7 @@ mod admin_service;
 pub mod convert;
 pub mod metadata_service;
 mod raft_service;
+mod read_index;
 mod select_service;
 pub mod server;
 

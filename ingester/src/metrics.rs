@@ -1,5 +1,6 @@
 //! The TSDB's own Prometheus metrics.
 
+use aion_model::storage::AppendOutcome;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -29,10 +30,30 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     /// Counts one rejected sample.
-    pub(crate) fn reject(&self, reason: &str) {
+    fn reject_n(&self, reason: &str, n: u64) {
         self.samples_rejected
             .get_or_create(&vec![("reason".to_string(), reason.to_string())])
-            .inc();
+            .inc_by(n);
+    }
+
+    /// Records what one applied batch did (live, replayed or replicated):
+    /// the batch, its stored and silently ignored samples, and its
+    /// rejections by reason (one label look-up per reason, not per sample).
+    pub(crate) fn record_append(&self, out: &AppendOutcome) {
+        self.batches_appended.inc();
+        self.samples_appended.inc_by(out.appended);
+        self.duplicates_ignored.inc_by(out.duplicates_ignored);
+        let mut by_reason: Vec<(&'static str, u64)> = Vec::new();
+        for r in &out.rejected {
+            let reason = r.reason.as_str();
+            match by_reason.iter_mut().find(|(k, _)| *k == reason) {
+                Some((_, n)) => *n += 1,
+                None => by_reason.push((reason, 1)),
+            }
+        }
+        for (reason, n) in by_reason {
+            self.reject_n(reason, n);
+        }
     }
 
     /// Registers every metric (names prefixed `aion_tsdb_`).
@@ -114,20 +135,37 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aion_model::labels::Labels;
+    use aion_model::storage::{RejectReason, SampleRejection};
     use prometheus_client::encoding::text::encode;
 
     #[test]
-    fn registers_under_aion_tsdb_prefix() {
+    fn registers_under_aion_tsdb_prefix_and_records_appends() {
         let m = Metrics::default();
-        m.samples_appended.inc_by(3);
-        m.reject("out_of_order");
+        let rejected = |reason, t| SampleRejection { labels: Labels::from_pairs([("a", "b")]), t, reason };
+        m.record_append(&AppendOutcome {
+            appended: 3,
+            duplicates_ignored: 2,
+            rejected: vec![
+                rejected(RejectReason::OutOfOrder, 1),
+                rejected(RejectReason::DuplicateTimestamp, 2),
+                rejected(RejectReason::OutOfOrder, 3),
+            ],
+        });
+        m.record_append(&AppendOutcome { appended: 4, ..Default::default() });
         let mut reg = Registry::default();
         m.register(&mut reg);
         let mut out = String::new();
         encode(&mut out, &reg).unwrap();
-        assert!(out.contains("aion_tsdb_samples_appended_total 3"), "{out}");
+        assert!(out.contains("aion_tsdb_samples_appended_total 7"), "{out}");
+        assert!(out.contains("aion_tsdb_append_batches_total 2"), "{out}");
+        assert!(out.contains("aion_tsdb_samples_duplicate_ignored_total 2"), "{out}");
         assert!(
-            out.contains("aion_tsdb_samples_rejected_total{reason=\"out_of_order\"} 1"),
+            out.contains("aion_tsdb_samples_rejected_total{reason=\"out_of_order\"} 2"),
+            "{out}"
+        );
+        assert!(
+            out.contains("aion_tsdb_samples_rejected_total{reason=\"duplicate_sample_for_timestamp\"} 1"),
             "{out}"
         );
         assert!(out.contains("aion_tsdb_wal_bytes 0"), "{out}");

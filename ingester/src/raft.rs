@@ -9,11 +9,12 @@
 //! is one contiguous, index-ordered key range) and `raft_meta` keyed
 //! `shard_id u64 BE | tag u8` for the vote, the committed log id and the last
 //! purged log id. Each shard gets a cheap [`ShardLogStore`] handle onto that
-//! DB. Every write is a synced RocksDB write issued from a blocking thread, so
-//! concurrent appends of different shards meet in RocksDB's write group and
-//! share one fsync (no lock is held across the sync); openraft already
-//! serialises the IO of one shard. The append callback fires only after the
-//! synced write returned, i.e. the entries are durable.
+//! DB. Every write goes through the DB's one writer thread, which puts the
+//! writes of all shards that queued up meanwhile into one synced RocksDB
+//! write (one fsync for all of them); openraft already serialises the IO of
+//! one shard. The append callback fires only after the synced write
+//! returned, i.e. the entries are durable. The last few appended entries of
+//! each shard stay in memory for openraft's reads (replication, apply).
 //!
 //! The state machine ([`ShardStateMachine`]) applies entries to a
 //! [`ShardData`] backend (anything that can append a batch, dump itself and

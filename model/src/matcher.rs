@@ -2,7 +2,9 @@
 
 use crate::error::{ModelError, Result};
 use crate::labels::Labels;
-use regex::Regex;
+use pattern::Pattern;
+
+mod pattern;
 
 /// The four matcher operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,7 +28,7 @@ pub struct Matcher {
     pub op: MatchOp,
     /// Literal value or regex source.
     pub value: String,
-    re: Option<Regex>,
+    re: Option<Pattern>,
 }
 
 impl PartialEq for Matcher {
@@ -41,7 +43,7 @@ impl Matcher {
         let name = name.into();
         let value = value.into();
         let re = match op {
-            MatchOp::Regex | MatchOp::NotRegex => Some(Regex::new(&format!("^(?s:{value})$")).map_err(|e| {
+            MatchOp::Regex | MatchOp::NotRegex => Some(Pattern::new(&value).map_err(|e| {
                 ModelError::InvalidRegex { name: name.clone(), pattern: value.clone(), reason: e.to_string() }
             })?),
             _ => None,

@@ -15,6 +15,7 @@
 //! plain plan, so annotations and their positions stay exactly Prometheus's.
 
 pub mod service;
+pub mod union;
 pub mod wire;
 
 use crate::engine::functions::aggregate::kahan_add;
@@ -72,11 +73,22 @@ pub fn plan(a: &AggregateExpr, start_ms: i64, end_ms: i64, step_ms: i64, lookbac
         Some(LabelModifier::Include(l)) | Some(LabelModifier::Exclude(l)) => l.labels.iter().any(|n| n == "__name__"),
         None => false,
     };
-    if mentions_name {
+    // Grouping on the metric name is pushed down only over a plain selector,
+    // whose series keep their name (`count by (__name__) ({__name__=~"…"})`);
+    // a function's output drops it, possibly later than the aggregation sees.
+    if mentions_name && !is_selector(&a.expr) {
         return None;
     }
     let req = PushdownRequest { expr: Expr::Aggregate(a.clone()).to_string(), start_ms, end_ms, step_ms, lookback_ms };
     Some((req, op))
+}
+
+fn is_selector(e: &Expr) -> bool {
+    match e {
+        Expr::Paren(p) => is_selector(&p.expr),
+        Expr::VectorSelector(_) => true,
+        _ => false,
+    }
 }
 
 fn pushable_inner(e: &Expr) -> bool {
@@ -252,14 +264,22 @@ mod tests {
 
     #[test]
     fn plans_only_what_merges_exactly() {
-        for q in ["sum by (job) (rate(x[5m]))", "count(x)", "max without (i) (max_over_time(x[1m] offset 5m))", "group by (a) (x)"] {
+        for q in [
+            "sum by (job) (rate(x[5m]))",
+            "count(x)",
+            "max without (i) (max_over_time(x[1m] offset 5m))",
+            "group by (a) (x)",
+            r#"count by (__name__) ({__name__=~"x.+"})"#,
+            "sum without (__name__) ((x))",
+        ] {
             assert!(plan(&agg(q), 0, 60_000, 15_000, 300_000).is_some(), "{q}");
         }
         for q in [
             "avg(x)",
             "topk(3, x)",
             "sum(rate(x[5m] @ 100))",
-            "sum by (__name__) (x)",
+            "sum by (__name__) (rate(x[5m]))",
+            "count without (__name__) (last_over_time(x[5m]))",
             "sum(x + 1)",
             "sum(histogram_quantile(0.9, x))",
             "sum(sum(x))",
@@ -299,7 +319,14 @@ mod tests {
         let whole = shard(&all);
         let parts = [shard(&all[..1]), shard(&all[1..3]), shard(&all[3..])];
         let t = TenantId::anonymous();
-        for q in ["sum by (job) (rate(x_total[1m]))", "count(x_total)", "max by (job) (x_total)", "min(increase(x_total[2m]))", "group by (job) (x_total)"] {
+        for q in [
+            "sum by (job) (rate(x_total[1m]))",
+            "count(x_total)",
+            "max by (job) (x_total)",
+            "min(increase(x_total[2m]))",
+            "group by (job) (x_total)",
+            r#"count by (__name__) ({__name__=~"x.+"})"#,
+        ] {
             let (req, op) = plan(&agg(q), 60_000, 280_000, 20_000, 300_000).unwrap();
             let want = evaluate_partial(&whole, &t, &req, Duration::from_secs(5)).unwrap();
             let got = merge(op, parts.iter().map(|p| evaluate_partial(p, &t, &req, Duration::from_secs(5)).unwrap().series).collect());

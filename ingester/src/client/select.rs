@@ -4,7 +4,10 @@
 //! A `Select` or pushed-down aggregation first goes to every ingester node
 //! once, naming all the shards the shard map says it leads (`batched.rs`,
 //! `pushdown.rs`): a query then costs one round trip per node, not per
-//! shard. Whatever that does not answer — and every `LabelNames`/
+//! shard. Series come back as the nodes' stored XOR chunks
+//! (`unclipped_chunks`) and stay encoded through
+//! [`Queryable::select_chunks`]: the engine's workers decode them where they
+//! consume them. Whatever that does not answer — and every `LabelNames`/
 //! `LabelValues` — goes one request per shard, at most
 //! [`FanOutConfig::max_concurrency`] in flight: a streaming `Select`
 //! (matchers and time range pushed down, series back as XOR chunks) or
@@ -34,16 +37,17 @@ mod merge;
 mod metrics;
 mod pushdown;
 
-pub use merge::{merge_series, union_sorted};
+pub use merge::{merge_selected, merge_series, union_sorted};
 pub use metrics::FanOutMetrics;
 
 use super::{ClientError, ClusterClient};
-use crate::grpc::convert::{matcher_to_pb, not_leader_from_status, series_from_pb};
+use crate::grpc::convert::{matcher_to_pb, not_leader_from_status, selected_from_pb};
 use crate::raft::ShardId;
 use aion_model::labels::Labels;
 use aion_model::matcher::Matcher;
 use aion_model::storage::{
-    current_cancel_flag, report_warning, PartialSeries, PushdownRequest, Queryable, SelectHints, Series, StorageError,
+    current_cancel_flag, report_warning, PartialSeries, PushdownRequest, Queryable, SelectHints, SelectedSeries, Series,
+    StorageError,
 };
 use std::sync::atomic::Ordering as AtomicOrdering;
 use aion_model::tenant::TenantId;
@@ -332,7 +336,7 @@ async fn select_shard(
     mut client: IngesterClient<Channel>,
     req: pb::SelectRequest,
     budget: &FetchBudget,
-) -> Result<Vec<Series>, tonic::Status> {
+) -> Result<Vec<SelectedSeries>, tonic::Status> {
     let mut charged = (0, 0);
     let r = stream_select(&mut client, req, budget, &mut charged).await;
     if r.is_err() {
@@ -346,7 +350,8 @@ async fn stream_select(
     req: pb::SelectRequest,
     budget: &FetchBudget,
     charged: &mut (usize, usize),
-) -> Result<Vec<Series>, tonic::Status> {
+) -> Result<Vec<SelectedSeries>, tonic::Status> {
+    let hints = SelectHints { start: req.start_ms, end: req.end_ms };
     let mut stream = client.select(req).await?.into_inner();
     let mut out = Vec::new();
     while let Some(msg) = stream.message().await? {
@@ -356,9 +361,7 @@ async fn stream_select(
         if let Err(e) = budget.charge(msg.series.len(), bytes) {
             return Err(tonic::Status::resource_exhausted(e.to_string()));
         }
-        for s in msg.series {
-            out.push(series_from_pb(s).map_err(|e| tonic::Status::data_loss(e.to_string()))?);
-        }
+        out.extend(msg.series.into_iter().filter_map(|s| selected_from_pb(s, &hints)));
     }
     Ok(out)
 }
@@ -466,8 +469,13 @@ impl Queryable for FanOutQueryable {
         self.run(self.select_async(tenant, hints, matchers))
     }
 
+    fn select_chunks(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<SelectedSeries>, StorageError> {
+        self.run(self.select_chunks_async(tenant, hints, matchers))
+    }
+
     fn series(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<Labels>, StorageError> {
-        Ok(self.select(tenant, hints, matchers)?.into_iter().map(|s| s.labels).collect())
+        // Labels only: the chunks are never decoded.
+        Ok(self.select_chunks(tenant, hints, matchers)?.into_iter().map(|s| s.labels().clone()).collect())
     }
 
     fn label_names(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<String>, StorageError> {

@@ -6,7 +6,8 @@ use aion_model::chunk::XorChunk;
 use aion_model::labels::Labels;
 use aion_model::matcher::{MatchOp, Matcher};
 use aion_model::sample::Sample;
-use aion_model::storage::{SelectHints, Series, SeriesSamples, WriteBatch};
+use aion_model::chunk::ChunkSeries;
+use aion_model::storage::{SelectHints, SelectedSeries, Series, SeriesSamples, WriteBatch};
 use aion_model::tenant::TenantId;
 use aion_proto::ingester as pb;
 
@@ -210,6 +211,47 @@ pub fn series_from_pb(s: pb::ChunkedSeries) -> Result<Series, ConvertError> {
         samples.extend(decoded);
     }
     Ok(Series { labels, samples })
+}
+
+/// A selected series as a Select answer. A still-encoded series goes out
+/// as its stored chunks when `unclipped` (the caller asked for
+/// `SelectRequest.unclipped_chunks` and clips to `hints` itself; the
+/// chunks' min/max times are then `hints`), else it is decoded and sent as
+/// chunks of its in-range samples, like [`series_to_pb`].
+pub fn selected_to_pb(s: &SelectedSeries, hints: &SelectHints, unclipped: bool) -> Result<pb::ChunkedSeries, ConvertError> {
+    match s {
+        SelectedSeries::Decoded(series) => Ok(series_to_pb(series)),
+        SelectedSeries::Encoded(c) if unclipped => Ok(pb::ChunkedSeries {
+            labels: labels_to_pb(&c.labels),
+            chunks: c
+                .chunks()
+                .map(|data| pb::Chunk { min_time_ms: hints.start, max_time_ms: hints.end, data: data.to_vec() })
+                .collect(),
+        }),
+        SelectedSeries::Encoded(c) => {
+            let samples = c.decode().map_err(|e| ConvertError::Chunk {
+                labels: c.labels.to_string(),
+                min_t: hints.start,
+                max_t: hints.end,
+                reason: e.to_string(),
+            })?;
+            Ok(series_to_pb(&Series { labels: c.labels.clone(), samples }))
+        }
+    }
+}
+
+/// A Select answer's series, left encoded for the reader to decode (and
+/// clip to `hints`) where it consumes it. `None` for a series without
+/// chunks (no sample in range: omitted, as `select` omits it).
+pub fn selected_from_pb(s: pb::ChunkedSeries, hints: &SelectHints) -> Option<SelectedSeries> {
+    if s.chunks.is_empty() {
+        return None;
+    }
+    let mut c = ChunkSeries::new(labels_from_pb(s.labels), hints.start, hints.end);
+    for chunk in &s.chunks {
+        c.push_chunk(&chunk.data);
+    }
+    Some(SelectedSeries::Encoded(c))
 }
 
 /// The leader named by a read's `FAILED_PRECONDITION` status, if any.

@@ -10,6 +10,7 @@ use aion_proto::ingester as pb;
 use aion_proto::ingester::ingester_server::{Ingester, IngesterServer};
 use aion_proto::ingester::admin_server::AdminServer;
 use aion_proto::ingester::raft_server::RaftServer;
+use aion_proto::ingester::read_index_server::ReadIndexServer;
 use openraft::error::{ForwardToLeader, RaftError};
 use openraft::BasicNode;
 use std::future::Future;
@@ -45,7 +46,7 @@ impl Default for ServerConfig {
 /// Both gRPC services of one ingester, over its [`ShardHost`].
 pub struct IngesterService<S: ShardData + ShardQuery> {
     pub(super) host: Arc<ShardHost<S>>,
-    config: ServerConfig,
+    pub(super) config: ServerConfig,
 }
 
 impl<S: ShardData + ShardQuery> Clone for IngesterService<S> {
@@ -83,7 +84,7 @@ impl<S: ShardData + ShardQuery> IngesterService<S> {
     }
 
     /// Confirms this node leads `shard` and has applied everything committed.
-    async fn linearize(&self, shard: &HostedShard<S>) -> Result<(), Status> {
+    pub(super) async fn linearize(&self, shard: &HostedShard<S>) -> Result<(), Status> {
         let wait = tokio::time::timeout(self.config.read_timeout, shard.raft.ensure_linearizable());
         match wait.await {
             Err(_) => Err(Status::unavailable(format!(
@@ -177,11 +178,39 @@ impl<S: ShardData + ShardQuery> IngesterService<S> {
         F: FnOnce(&dyn aion_model::storage::Queryable) -> Result<T, StorageError> + Send + 'static,
     {
         let hosted = if follower_ok { self.shard(shard)? } else { self.leader_shard(shard).await? };
-        tokio::task::spawn_blocking(move || f(hosted.data.queryable()))
-            .await
-            .map_err(|e| Status::internal(format!("shard {shard}: read task failed: {e}")))?
-            .map_err(|e| storage_status(shard, e))
+        read_hosted(hosted, f).await
     }
+}
+
+/// Runs a read of `hosted`'s data on a blocking thread (leadership, if
+/// wanted, already confirmed).
+pub(super) async fn read_hosted<S, T, F>(hosted: Arc<HostedShard<S>>, f: F) -> Result<T, Status>
+where
+    S: ShardData + ShardQuery,
+    T: Send + 'static,
+    F: FnOnce(&dyn aion_model::storage::Queryable) -> Result<T, StorageError> + Send + 'static,
+{
+    let shard = hosted.id;
+    tokio::task::spawn_blocking(move || f(hosted.data.queryable()))
+        .await
+        .map_err(|e| Status::internal(format!("shard {shard}: read task failed: {e}")))?
+        .map_err(|e| storage_status(shard, e))
+}
+
+/// A shard's Select answer as protobuf series, built on the read's blocking
+/// thread: still-encoded series go out as stored chunks when the caller
+/// clips them itself (`unclipped`), see [`convert::selected_to_pb`].
+pub(super) fn select_pb(
+    q: &dyn aion_model::storage::Queryable,
+    tenant: &aion_model::tenant::TenantId,
+    hints: &aion_model::storage::SelectHints,
+    matchers: &[aion_model::matcher::Matcher],
+    unclipped: bool,
+) -> Result<Vec<pb::ChunkedSeries>, StorageError> {
+    q.select_chunks(tenant, hints, matchers)?
+        .iter()
+        .map(|s| convert::selected_to_pb(s, hints, unclipped).map_err(|e| StorageError::Corruption(e.to_string())))
+        .collect()
 }
 
 fn leader_of(f: &ForwardToLeader<NodeId, BasicNode>) -> Option<(NodeId, String)> {
@@ -290,20 +319,21 @@ impl<S: ShardData + ShardQuery> Ingester for IngesterService<S> {
         let tenant = convert::tenant(&req.tenant).map_err(invalid)?;
         let matchers = convert::matchers_from_pb(&req.matchers).map_err(invalid)?;
         let hints = convert::hints(req.start_ms, req.end_ms).map_err(invalid)?;
+        let unclipped = req.unclipped_chunks;
         let series = self
             .read_with(req.shard, req.allow_follower_read, move |q| {
-                q.select(&tenant, &hints, &matchers)
+                select_pb(q, &tenant, &hints, &matchers, unclipped)
             })
             .await?;
-        let messages: Vec<Result<pb::SelectResponse, Status>> = series
-            .chunks(SERIES_PER_MESSAGE)
-            .map(|batch| {
-                Ok(pb::SelectResponse {
-                    series: batch.iter().map(convert::series_to_pb).collect(),
-                    ..Default::default()
-                })
-            })
-            .collect();
+        let mut series = series.into_iter();
+        let mut messages: Vec<Result<pb::SelectResponse, Status>> = Vec::new();
+        loop {
+            let batch: Vec<pb::ChunkedSeries> = series.by_ref().take(SERIES_PER_MESSAGE).collect();
+            if batch.is_empty() {
+                break;
+            }
+            messages.push(Ok(pb::SelectResponse { series: batch, ..Default::default() }));
+        }
         Ok(Response::new(Box::pin(tokio_stream::iter(messages))))
     }
 
@@ -375,13 +405,15 @@ pub async fn serve_with<S: ShardData + ShardQuery>(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let admin = AdminServer::new(svc.clone());
+    let read_index = ReadIndexServer::new(svc.clone());
     let raft = RaftServer::new(svc)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let router = tonic::transport::Server::builder()
         .add_service(ingester)
         .add_service(raft)
-        .add_service(admin);
+        .add_service(admin)
+        .add_service(read_index);
     extend(router)
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),

@@ -6,12 +6,19 @@
 //!   id (tag 2), last purged log id (tag 3).
 //!
 //! Writes that openraft needs durable (append, vote, truncate, purge) are
-//! synced RocksDB writes run on tokio's blocking pool; nothing is locked
-//! across the sync, so the writes of different shards join one RocksDB write
-//! group and share its fsync. The committed log id is written unsynced: a
-//! stale value after a crash only makes openraft re-apply less eagerly.
+//! queued to the DB's writer thread (`log_store/writer.rs`), which writes everything
+//! queued meanwhile, for all shards, as one synced RocksDB write. The
+//! committed log id is queued unsynced and not awaited: a stale value after a
+//! crash only makes openraft re-apply less eagerly. Reads of the last few
+//! appended entries are answered from memory (`log_store/cache.rs`).
+
+mod cache;
+mod writer;
 
 use super::codec::{self, CodecError};
+use cache::{TailCache, TailCaches};
+pub use writer::WriteError;
+use writer::{Cf, LogWriter, Op};
 use super::metrics::ShardRaftStats;
 use super::{NodeId, ShardId, TypeConfig};
 use std::collections::BTreeSet;
@@ -96,13 +103,24 @@ pub enum RaftLogError {
         /// The decoding failure.
         source: CodecError,
     },
-    /// The blocking write task panicked or was cancelled.
-    #[error("shard {shard}: blocking write task failed: {message}")]
-    Task {
+    /// A write queued to the DB's writer thread failed.
+    #[error("shard {shard}: RocksDB {op} failed: {source}")]
+    Write {
         /// Shard being written.
         shard: ShardId,
-        /// The join error.
-        message: String,
+        /// What was being done.
+        op: &'static str,
+        /// The failure.
+        #[source]
+        source: WriteError,
+    },
+    /// The writer thread could not be started.
+    #[error("starting the raft log writer thread for {}: {source}", path.display())]
+    Writer {
+        /// Directory of the DB.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
     },
 }
 
@@ -127,6 +145,8 @@ fn meta_key(shard: ShardId, tag: u8) -> [u8; 9] {
 #[derive(Clone)]
 pub struct RaftLogDb {
     db: Arc<DB>,
+    caches: TailCaches,
+    writer: LogWriter,
 }
 
 impl RaftLogDb {
@@ -149,7 +169,7 @@ impl RaftLogDb {
                 source,
             }
         })?;
-        Ok(Self { db: Arc::new(db) })
+        Self::from_open_db(Arc::new(db), path)
     }
 
     /// Uses an already open DB (e.g. the ingester's TSDB DB), which must have
@@ -160,7 +180,16 @@ impl RaftLogDb {
                 return Err(RaftLogError::MissingColumnFamily(cf));
             }
         }
-        Ok(Self { db })
+        let path = db.path().to_path_buf();
+        Self::from_open_db(db, &path)
+    }
+
+    fn from_open_db(db: Arc<DB>, path: &Path) -> Result<Self> {
+        let writer = LogWriter::start(&db).map_err(|source| RaftLogError::Writer {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Self { db, caches: TailCaches::default(), writer })
     }
 
     /// The log store of one shard (a cheap handle; any number may exist).
@@ -169,6 +198,8 @@ impl RaftLogDb {
             db: Arc::clone(&self.db),
             shard,
             stats: None,
+            cache: self.caches.shard(shard),
+            writer: self.writer.clone(),
         }
     }
 
@@ -222,6 +253,10 @@ pub struct ShardLogStore {
     db: Arc<DB>,
     shard: ShardId,
     stats: Option<Arc<ShardRaftStats>>,
+    /// The shard's recently appended entries (shared by all its handles).
+    cache: Arc<parking_lot::Mutex<TailCache>>,
+    /// The DB's writer thread.
+    writer: LogWriter,
 }
 
 impl ShardLogStore {
@@ -275,6 +310,9 @@ impl ShardLogStore {
         if start >= end {
             return Ok(Vec::new());
         }
+        if let Some(hit) = self.cache.lock().range(start, end) {
+            return Ok(hit);
+        }
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(log_key(self.shard, end));
         let from = log_key(self.shard, start);
@@ -317,37 +355,23 @@ impl ShardLogStore {
         self.opt_log_id_meta(META_PURGED, "last purged log id")
     }
 
-    /// Runs `wb` as one synced write on the blocking pool.
-    async fn write_synced(&self, wb: rocksdb::WriteBatch) -> Result<()> {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut opts = WriteOptions::default();
-            opts.set_sync(true);
-            this.db
-                .write_opt(wb, &opts)
-                .map_err(this.rocks("synced write"))
-        })
-        .await
-        .map_err(|e| RaftLogError::Task {
-            shard: self.shard,
-            message: e.to_string(),
-        })?
+    /// Writes `ops` atomically and synced through the DB's writer thread
+    /// (which groups concurrent writes of all shards into one sync).
+    async fn write_synced(&self, op: &'static str, ops: Vec<Op>) -> Result<()> {
+        self.writer
+            .write(ops, true)
+            .await
+            .map_err(|source| RaftLogError::Write { shard: self.shard, op, source })
     }
 
     /// Deletes every entry and all meta of this shard (replica moved away).
     pub async fn destroy(&self) -> Result<()> {
-        let mut wb = rocksdb::WriteBatch::default();
-        wb.delete_range_cf(
-            self.cf(CF_RAFT_LOG)?,
-            log_key(self.shard, 0),
-            log_key(self.shard, u64::MAX),
-        );
-        wb.delete_range_cf(
-            self.cf(CF_RAFT_META)?,
-            meta_key(self.shard, 0),
-            meta_key(self.shard, u8::MAX),
-        );
-        self.write_synced(wb).await
+        self.cache.lock().clear();
+        let ops = vec![
+            Op::DeleteRange(Cf::Log, log_key(self.shard, 0).to_vec(), log_key(self.shard, u64::MAX).to_vec()),
+            Op::DeleteRange(Cf::Meta, meta_key(self.shard, 0).to_vec(), meta_key(self.shard, u8::MAX).to_vec()),
+        ];
+        self.write_synced("destroy", ops).await
     }
 }
 
@@ -410,12 +434,8 @@ impl RaftLogStorage<TypeConfig> for ShardLogStore {
     ) -> std::result::Result<(), StorageError<NodeId>> {
         let mut buf = Vec::with_capacity(18);
         codec::encode_vote(vote, &mut buf);
-        let mut wb = rocksdb::WriteBatch::default();
-        let cf = self
-            .cf(CF_RAFT_META)
-            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
-        wb.put_cf(cf, meta_key(self.shard, META_VOTE), buf);
-        self.write_synced(wb)
+        let ops = vec![Op::Put(Cf::Meta, meta_key(self.shard, META_VOTE).to_vec(), buf)];
+        self.write_synced("write vote", ops)
             .await
             .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
     }
@@ -443,16 +463,20 @@ impl RaftLogStorage<TypeConfig> for ShardLogStore {
         }
         let mut buf = Vec::with_capacity(26);
         codec::encode_opt_log_id(committed.as_ref(), &mut buf);
-        let cf = self.cf(CF_RAFT_META).map_err(write_err)?;
-        self.db
-            .put_cf(cf, meta_key(self.shard, META_COMMITTED), buf)
-            .map_err(self.rocks("write committed"))
-            .map_err(write_err)
+        self.cache.lock().committed = Some(committed);
+        // Queued, not awaited: the shard's Raft core never waits for it (a
+        // stale value after a crash only makes openraft re-apply later).
+        self.writer
+            .write_detached(vec![Op::Put(Cf::Meta, meta_key(self.shard, META_COMMITTED).to_vec(), buf)]);
+        Ok(())
     }
 
     async fn read_committed(
         &mut self,
     ) -> std::result::Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        if let Some(saved) = self.cache.lock().committed {
+            return Ok(saved);
+        }
         self.opt_log_id_meta(META_COMMITTED, "committed log id")
             .map_err(read_err)
     }
@@ -466,15 +490,18 @@ impl RaftLogStorage<TypeConfig> for ShardLogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let cf = self.cf(CF_RAFT_LOG).map_err(write_err)?;
-        let mut wb = rocksdb::WriteBatch::default();
-        let mut buf = Vec::new();
-        for e in entries {
-            codec::encode_entry(&e, &mut buf);
-            wb.put_cf(cf, log_key(self.shard, e.log_id.index), &buf);
-        }
-        match self.write_synced(wb).await {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let ops = entries
+            .iter()
+            .map(|e| {
+                let mut buf = Vec::new();
+                codec::encode_entry(e, &mut buf);
+                Op::Put(Cf::Log, log_key(self.shard, e.log_id.index).to_vec(), buf)
+            })
+            .collect();
+        match self.write_synced("append", ops).await {
             Ok(()) => {
+                self.cache.lock().extend(&entries);
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
@@ -489,34 +516,31 @@ impl RaftLogStorage<TypeConfig> for ShardLogStore {
         &mut self,
         log_id: LogId<NodeId>,
     ) -> std::result::Result<(), StorageError<NodeId>> {
-        let cf = self.cf(CF_RAFT_LOG).map_err(write_err)?;
-        let mut wb = rocksdb::WriteBatch::default();
-        wb.delete_range_cf(
-            cf,
-            log_key(self.shard, log_id.index),
-            log_key(self.shard, u64::MAX),
-        );
-        self.write_synced(wb).await.map_err(write_err)
+        self.cache.lock().truncate(log_id.index);
+        let ops = vec![Op::DeleteRange(
+            Cf::Log,
+            log_key(self.shard, log_id.index).to_vec(),
+            log_key(self.shard, u64::MAX).to_vec(),
+        )];
+        self.write_synced("truncate", ops).await.map_err(write_err)
     }
 
     async fn purge(
         &mut self,
         log_id: LogId<NodeId>,
     ) -> std::result::Result<(), StorageError<NodeId>> {
-        let (log_cf, meta_cf) = (
-            self.cf(CF_RAFT_LOG).map_err(write_err)?,
-            self.cf(CF_RAFT_META).map_err(write_err)?,
-        );
         let mut buf = Vec::with_capacity(26);
         codec::encode_opt_log_id(Some(&log_id), &mut buf);
-        let mut wb = rocksdb::WriteBatch::default();
-        wb.put_cf(meta_cf, meta_key(self.shard, META_PURGED), buf);
-        wb.delete_range_cf(
-            log_cf,
-            log_key(self.shard, 0),
-            log_key(self.shard, log_id.index.saturating_add(1)),
-        );
-        self.write_synced(wb).await.map_err(write_err)
+        self.cache.lock().purge(log_id.index);
+        let ops = vec![
+            Op::Put(Cf::Meta, meta_key(self.shard, META_PURGED).to_vec(), buf),
+            Op::DeleteRange(
+                Cf::Log,
+                log_key(self.shard, 0).to_vec(),
+                log_key(self.shard, log_id.index.saturating_add(1)).to_vec(),
+            ),
+        ];
+        self.write_synced("purge", ops).await.map_err(write_err)
     }
 }
 

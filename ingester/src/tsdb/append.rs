@@ -96,14 +96,7 @@ impl Inner {
         written?;
         self.check_failed()?;
         let out = self.apply_hinted(seq, batch, Some(&hints), buf.len() as u64)?;
-        self.metrics.batches_appended.inc();
-        self.metrics.samples_appended.inc_by(out.appended);
-        self.metrics
-            .duplicates_ignored
-            .inc_by(out.duplicates_ignored);
-        for r in &out.rejected {
-            self.metrics.reject(r.reason.as_str());
-        }
+        self.metrics.record_append(&out);
         Ok(out)
     }
 

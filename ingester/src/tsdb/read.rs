@@ -222,6 +222,11 @@ impl Inner {
         if let Some(ub) = prefix_upper_bound(&ts_bytes(hi_block)) {
             ro.set_iterate_upper_bound(ub);
         }
+        // With an upper bound RocksDB by default sizes a readahead on every
+        // seek by probing the block cache for the blocks that follow; reads
+        // here seek from series to series (and the blocks are cached), so
+        // that probing is wasted work.
+        ro.set_auto_readahead_size(false);
         let mut it = snap.raw_iterator_cf_opt(self.cf(CF_CHUNKS), ro);
         let mut block = block_start(lo);
         loop {
@@ -235,16 +240,21 @@ impl Inner {
             }
             block = b;
             let mut skip_budget = MAX_SKIP_BEFORE_SEEK;
+            let mut prev: Option<u64> = None;
             for &r in refs {
                 let prefix = chunk_prefix(block, r);
                 // The iterator is on the first key after the previous ref's
                 // chunks; a few `next`s usually reach `r` (or show it has no
-                // chunks here) far cheaper than a seek.
+                // chunks here) far cheaper than a seek. When more series than
+                // the budget lie between the two refs, seek at once.
+                let far = prev.is_some_and(|p| r - p > MAX_SKIP_BEFORE_SEEK as u64);
+                prev = Some(r);
+                let budget = if far { 0 } else { skip_budget };
                 let mut skipped = 0;
                 loop {
                     match it.key().map(parse_chunk_key) {
                         Some(Some((b, kr, _))) if b == block && kr < r => {
-                            if skipped == skip_budget {
+                            if skipped == budget {
                                 it.seek(&prefix);
                                 // Sparse refs: step less before seeking next time.
                                 skip_budget = MIN_SKIP_BEFORE_SEEK;
@@ -340,8 +350,14 @@ impl Inner {
         let snap = self.db.snapshot();
         drop(head);
         let is_sure: Vec<bool> = cands.iter().map(|c| surely_in_range(c, hints)).collect();
-        let (sure, unsure): (Vec<Candidate>, Vec<Candidate>) =
-            cands.into_iter().partition(|c| surely_in_range(c, hints));
+        let (mut sure, mut unsure) = (Vec::new(), Vec::new());
+        for (c, &s) in cands.into_iter().zip(&is_sure) {
+            if s {
+                sure.push(c);
+            } else {
+                unsure.push(c);
+            }
+        }
         let checked = self.read_samples(&snap, &unsure, hints)?;
         let mut decoded = unsure.into_iter().zip(checked);
         let (refs, lo, hi) = refs_and_span(&sure, hints);

@@ -141,14 +141,7 @@ impl Inner {
                 };
                 self.replicated_applies.fetch_add(1, Ordering::Relaxed);
                 for out in &outs {
-                    self.metrics.batches_appended.inc();
-                    self.metrics.samples_appended.inc_by(out.appended);
-                    self.metrics
-                        .duplicates_ignored
-                        .inc_by(out.duplicates_ignored);
-                    for r in &out.rejected {
-                        self.metrics.reject(r.reason.as_str());
-                    }
+                    self.metrics.record_append(out);
                 }
                 outs
             }

@@ -105,12 +105,49 @@ pub fn format_value(v: f64) -> String {
 
 /// Writes a millisecond timestamp as seconds with up to three decimals, as Prometheus does.
 pub fn write_timestamp(out: &mut String, t: i64) {
-    let (sign, abs) = if t < 0 { ("-", t.unsigned_abs()) } else { ("", t as u64) };
-    let _ = write!(out, "{sign}{}", abs / 1000);
+    if t < 0 {
+        out.push('-');
+    }
+    let abs = t.unsigned_abs();
+    write_u64(out, abs / 1000);
     let frac = abs % 1000;
     if frac != 0 {
-        let _ = write!(out, ".{frac:03}");
+        out.push('.');
+        for d in [frac / 100, frac / 10 % 10, frac % 10] {
+            out.push(char::from(b'0' + d as u8));
+        }
     }
+}
+
+/// Writes `n` in decimal (without the formatting machinery: range query
+/// answers write thousands of timestamps).
+fn write_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
+/// Writes `[<seconds>,"<value>"]` for a float sample (the value as
+/// [`format_value`] gives it, without an intermediate string).
+fn write_float_point(out: &mut String, t: i64, v: f64) {
+    out.push('[');
+    write_timestamp(out, t);
+    out.push_str(",\"");
+    if v.is_finite() {
+        let _ = write!(out, "{v}");
+    } else {
+        out.push_str(&format_value(v));
+    }
+    out.push_str("\"]");
 }
 
 fn write_point(out: &mut String, t: i64, v: &str) {
@@ -151,7 +188,7 @@ pub fn encode_value(v: &Value) -> String {
                 out.push_str("{\"metric\":");
                 write_labels(&mut out, &s.labels);
                 out.push_str(",\"value\":");
-                write_point(&mut out, s.t, &format_value(s.v));
+                write_float_point(&mut out, s.t, s.v);
                 out.push('}');
             }
             out.push(']');
@@ -169,7 +206,7 @@ pub fn encode_value(v: &Value) -> String {
                     if j > 0 {
                         out.push(',');
                     }
-                    write_point(&mut out, p.t, &format_value(p.v));
+                    write_float_point(&mut out, p.t, p.v);
                 }
                 out.push_str("]}");
             }
@@ -212,5 +249,15 @@ mod tests {
         let mut t = String::new();
         write_timestamp(&mut t, 5);
         assert_eq!(t, "0.005");
+        for (ms, want) in [(0, "0"), (-1500, "-1.500"), (1_000, "1"), (1_796_241_480_010, "1796241480.010"), (i64::MIN, "-9223372036854775.808")] {
+            let mut t = String::new();
+            write_timestamp(&mut t, ms);
+            assert_eq!(t, want, "{ms}");
+        }
+        let m = Value::Matrix(vec![aion_model::storage::Series {
+            labels: Labels::empty(),
+            samples: vec![aion_model::Sample::new(-1500, 0.1), aion_model::Sample::new(60_000, f64::NAN), aion_model::Sample::new(61_001, -0.0)],
+        }]);
+        assert_eq!(encode_value(&m), r#"{"resultType":"matrix","result":[{"metric":{},"values":[[-1.500,"0.1"],[60,"NaN"],[61.001,"-0"]]}]}"#);
     }
 }

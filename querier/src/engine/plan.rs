@@ -8,6 +8,36 @@ pub use duration::DurationContext;
 use super::EngineError;
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::Expr;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+/// Distinct query texts the parse cache holds before it starts over.
+const PARSE_CACHE_CAP: usize = 512;
+/// Longer queries are not cached.
+const PARSE_CACHE_MAX_LEN: usize = 4096;
+
+/// The plain parse of `query`, cached per process: parsing compiles every
+/// regex matcher (a dense DFA for `.*foo.*` takes about a millisecond), an
+/// API request parses its query twice (limits, then evaluation) and
+/// dashboards repeat the same queries. Parsing is a pure function of the
+/// text, so a cached tree is the tree a new parse would give.
+fn parse_plain(query: &str) -> Result<Expr, String> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Expr>>> = OnceLock::new();
+    if query.len() > PARSE_CACHE_MAX_LEN {
+        return promql_parser::parser::parse(query);
+    }
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(e) = cache.lock().unwrap_or_else(PoisonError::into_inner).get(query) {
+        return Ok(e.clone());
+    }
+    let e = promql_parser::parser::parse(query)?;
+    let mut c = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    if c.len() >= PARSE_CACHE_CAP {
+        c.clear();
+    }
+    c.insert(query.to_string(), e.clone());
+    Ok(e)
+}
 
 /// Label of a placeholder matcher that lets `info(v, {data=~".*"})` parse
 /// (the parser wants a non-empty matcher); `info()` ignores it.
@@ -17,7 +47,7 @@ pub const INFO_MARKER: &str = "__aion_info_selector__";
 /// the parser lacks (duration expressions, `info()` with only empty-matching
 /// data matchers) is rewritten first when the plain parse fails.
 pub fn parse(query: &str, ctx: DurationContext) -> Result<Expr, EngineError> {
-    let err = match promql_parser::parser::parse(query) {
+    let err = match parse_plain(query) {
         Ok(e) => return Ok(e),
         Err(err) => err,
     };

@@ -1,12 +1,13 @@
 //! The `Pushdown` gRPC service an ingester process serves: evaluates a
 //! pushed-down aggregation over one shard's data with the querier's engine,
-//! or over several shards the node leads in one call, merging their partial
-//! results on the node (so a query costs one round trip and one partial
-//! result per node, not per shard). Where the data comes from (and the
+//! or over several shards the node leads in one call, evaluated once over
+//! the union of their series (`union.rs`), so a query costs one round trip,
+//! one engine run and one partial result per node, not per shard. Where the data comes from (and the
 //! leadership check before reading it) is the host's business, behind
 //! [`ShardSource`], so this crate needs no ingester internals.
 
-use super::{evaluate_partial, merge, plan, wire, MergeOp, PartialResult};
+use super::union::UnionQueryable;
+use super::{evaluate_partial, plan, wire, MergeOp, PartialResult};
 use aion_model::storage::{PushdownRequest, Queryable};
 use aion_model::TenantId;
 use aion_proto::ingester as pb;
@@ -22,6 +23,17 @@ pub trait ShardSource: Send + Sync + 'static {
     /// The data of `shard` (linearizable: fails with the same statuses as
     /// `Select` — NOT_FOUND, FAILED_PRECONDITION with the leader, UNAVAILABLE).
     async fn leader_data(&self, shard: u64) -> Result<Arc<dyn Queryable>, Status>;
+
+    /// [`ShardSource::leader_data`] for several shards, in their order (one
+    /// after the other here; a host overrides it to confirm leadership of
+    /// all of them in one round).
+    async fn leader_data_many(&self, shards: &[u64]) -> Vec<Result<Arc<dyn Queryable>, Status>> {
+        let mut out = Vec::with_capacity(shards.len());
+        for &shard in shards {
+            out.push(self.leader_data(shard).await);
+        }
+        out
+    }
 }
 
 /// The `Pushdown` service over a [`ShardSource`].
@@ -41,44 +53,61 @@ impl<S: ShardSource> PushdownService<S> {
         PushdownServer::new(self).max_encoding_message_size(256 << 20).max_decoding_message_size(256 << 20)
     }
 
-    /// Several shards: each evaluated concurrently, the answered ones merged
-    /// with the aggregation's operator, the others reported as failures.
+    /// Several shards: leadership of all confirmed at once, then ONE
+    /// evaluation over the union of the confirmed shards' series
+    /// ([`UnionQueryable`]), whose result is the node's partial; the shards
+    /// not confirmed are reported as failures.
     async fn evaluate_shards(&self, shards: &[u64], tenant: &TenantId, req: &PushdownRequest, step_arrays: bool) -> Result<pb::AggregateResponse, Status> {
-        let op = merge_op(&req.expr)?;
-        let tasks: Vec<_> = shards
-            .iter()
-            .map(|&shard| {
-                let (source, tenant, req, timeout) = (Arc::clone(&self.source), tenant.clone(), req.clone(), self.timeout);
-                (shard, tokio::spawn(async move { evaluate_shard(source.as_ref(), shard, tenant, req, timeout).await }))
-            })
-            .collect();
-        let mut parts = Vec::with_capacity(tasks.len());
+        merge_op(&req.expr)?;
+        let data = self.source.leader_data_many(shards).await;
         let mut resp = pb::AggregateResponse::default();
-        for (shard, task) in tasks {
-            let r = task.await.map_err(|e| Status::internal(format!("shard {shard}: pushdown task failed: {e}")))?;
-            match r {
-                Ok(p) => {
-                    resp.annotated |= p.annotated;
-                    parts.push(p.series);
+        let mut parts: Vec<Arc<dyn Queryable>> = Vec::with_capacity(shards.len());
+        for (&shard, d) in shards.iter().zip(data) {
+            match d {
+                Ok(q) => {
+                    parts.push(q);
                     resp.answered.push(shard);
                 }
-                Err(s) => resp.failed.push(pb::ShardFailure { shard, code: s.code() as i32, message: s.message().to_string() }),
+                Err(s) => resp.failed.push(failure(shard, &s)),
             }
         }
-        if !resp.annotated {
-            resp.series = merge(op, parts).iter().map(|s| wire::series_to_pb(req, s, step_arrays)).collect();
+        if parts.is_empty() {
+            return Ok(resp);
+        }
+        let union: Arc<dyn Queryable> = Arc::new(UnionQueryable::new(parts));
+        let label = format!("shards {:?}", resp.answered);
+        match evaluate_on(union, &label, tenant.clone(), req.clone(), self.timeout).await {
+            Ok(p) => {
+                resp.annotated = p.annotated;
+                if !p.annotated {
+                    resp.series = p.series.iter().map(|s| wire::series_to_pb(req, s, step_arrays)).collect();
+                }
+            }
+            Err(s) => {
+                let answered = std::mem::take(&mut resp.answered);
+                resp.failed.extend(answered.into_iter().map(|shard| failure(shard, &s)));
+            }
         }
         Ok(resp)
     }
 }
 
+fn failure(shard: u64, s: &Status) -> pb::ShardFailure {
+    pb::ShardFailure { shard, code: s.code() as i32, message: s.message().to_string() }
+}
+
 /// One shard's partial result: leadership confirmed, then the engine on a blocking thread.
 async fn evaluate_shard<S: ShardSource>(source: &S, shard: u64, tenant: TenantId, req: PushdownRequest, timeout: Duration) -> Result<PartialResult, Status> {
-    let data = source.leader_data(shard).await?;
+    evaluate_on(source.leader_data(shard).await?, &format!("shard {shard}"), tenant, req, timeout).await
+}
+
+/// A partial result over `data` (leadership confirmed; `what` names its
+/// shards in errors), on a blocking thread.
+async fn evaluate_on(data: Arc<dyn Queryable>, what: &str, tenant: TenantId, req: PushdownRequest, timeout: Duration) -> Result<PartialResult, Status> {
     tokio::task::spawn_blocking(move || evaluate_partial(data.as_ref(), &tenant, &req, timeout))
         .await
-        .map_err(|e| Status::internal(format!("shard {shard}: pushdown task failed: {e}")))?
-        .map_err(|e| Status::invalid_argument(format!("shard {shard}: pushdown evaluation failed: {e}")))
+        .map_err(|e| Status::internal(format!("{what}: pushdown task failed: {e}")))?
+        .map_err(|e| Status::invalid_argument(format!("{what}: pushdown evaluation failed: {e}")))
 }
 
 /// How partial results of the aggregation `expr` combine.
@@ -129,11 +158,14 @@ mod tests {
         }
     }
 
-    fn store(jobs: &[(&str, f64)]) -> Arc<MemStore> {
+    /// A shard with one series per job; `first` numbers them (label `i`), so
+    /// that shards hold distinct series, as placement guarantees.
+    fn store(first: usize, jobs: &[(&str, f64)]) -> Arc<MemStore> {
         let s = MemStore::new();
         let series = jobs
             .iter()
             .enumerate()
+            .map(|(i, (job, k))| (i + first, (job, k)))
             .map(|(i, (job, k))| SeriesSamples {
                 labels: Labels::from_pairs([("__name__", "x_total".to_string()), ("job", job.to_string()), ("i", i.to_string())]),
                 samples: (0..20).map(|t| Sample::new(t * 15_000, k * t as f64)).collect(),
@@ -159,7 +191,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_call_merges_the_led_shards_and_names_the_others() {
-        let shards = HashMap::from([(0, store(&[("a", 1.0), ("b", 2.0)])), (1, store(&[("a", 3.0)]))]);
+        let shards = HashMap::from([(0, store(0, &[("a", 1.0), ("b", 2.0)])), (1, store(2, &[("a", 3.0)]))]);
         let svc = PushdownService::new(Arc::new(Shards(shards)), Duration::from_secs(5));
         let r = svc.aggregate(Request::new(request(vec![0, 1, 7]))).await.unwrap().into_inner();
         assert_eq!(r.answered, vec![0, 1]);

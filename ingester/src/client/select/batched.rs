@@ -1,18 +1,20 @@
 //! `Select` through the fan-out with one call per ingester node: the node
 //! is asked for every shard the shard map says it leads
 //! (`SelectRequest.shards`), reads them concurrently and streams them back
-//! tagged by shard. Shards a node could not answer, shards without a known
-//! leader and every shard of a node whose call failed (refunding what its
-//! stream had charged to the fetch budget) go through the per-shard path
-//! with its redirects, fail-over, retries and partial-response handling, so
-//! the result is the same as asking every shard on its own: parts are
-//! merged in shard order by [`merge_series`].
+//! tagged by shard, as stored chunks (`unclipped_chunks`; the series stay
+//! encoded here and are clipped to the range where they are decoded).
+//! Shards a node could not answer, shards without a known leader and every
+//! shard of a node whose call failed (refunding what its stream had charged
+//! to the fetch budget) go through the per-shard path with its redirects,
+//! fail-over, retries and partial-response handling, so the result is the
+//! same as asking every shard on its own: parts are merged in shard order
+//! by [`merge_selected`] / [`merge_series`].
 
-use super::{ingester_client, merge_series, select_shard, FanOutQueryable, FetchBudget, StorageError};
-use crate::grpc::convert::{matcher_to_pb, series_from_pb};
+use super::{ingester_client, merge_selected, merge_series, select_shard, FanOutQueryable, FetchBudget, StorageError};
+use crate::grpc::convert::{matcher_to_pb, selected_from_pb};
 use crate::raft::ShardId;
 use aion_model::matcher::Matcher;
-use aion_model::storage::{SelectHints, Series};
+use aion_model::storage::{SelectHints, SelectedSeries, Series};
 use aion_model::tenant::TenantId;
 use aion_proto::ingester as pb;
 use aion_proto::ingester::ingester_client::IngesterClient;
@@ -22,7 +24,7 @@ use tonic::transport::Channel;
 
 /// One node's answer: series per answered shard, and the shards it did not answer.
 struct NodeSelect {
-    parts: Vec<(ShardId, Vec<Series>)>,
+    parts: Vec<(ShardId, Vec<SelectedSeries>)>,
     failed: Vec<ShardId>,
 }
 
@@ -34,6 +36,33 @@ impl FanOutQueryable {
         hints: &SelectHints,
         matchers: &[Matcher],
     ) -> Result<Vec<Series>, StorageError> {
+        let parts = self.select_parts(tenant, hints, matchers).await?;
+        let decoded = parts
+            .into_iter()
+            .map(|part| part.into_iter().map(SelectedSeries::into_series).collect::<Result<Vec<_>, _>>())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(merge_series(decoded))
+    }
+
+    /// Like [`Self::select_async`], but series stay encoded (stored chunks,
+    /// clipped to `hints` when decoded) unless two shards returned the same
+    /// label set, whose samples are then merged here.
+    pub async fn select_chunks_async(
+        &self,
+        tenant: &TenantId,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+    ) -> Result<Vec<SelectedSeries>, StorageError> {
+        merge_selected(self.select_parts(tenant, hints, matchers).await?)
+    }
+
+    /// Every shard's answer to the select, in shard order.
+    async fn select_parts(
+        &self,
+        tenant: &TenantId,
+        hints: &SelectHints,
+        matchers: &[Matcher],
+    ) -> Result<Vec<Vec<SelectedSeries>>, StorageError> {
         let req = pb::SelectRequest {
             shard: 0,
             tenant: tenant.to_string(),
@@ -42,6 +71,7 @@ impl FanOutQueryable {
             end_ms: hints.end,
             allow_follower_read: false,
             shards: Vec::new(),
+            unclipped_chunks: true,
         };
         let budget = FetchBudget::new(self.config.max_fetched_series, self.config.max_fetched_chunk_bytes);
         let budget = &budget;
@@ -67,7 +97,7 @@ impl FanOutQueryable {
             }
             (shards, answer)
         });
-        let mut parts: Vec<(ShardId, Vec<Series>)> = Vec::new();
+        let mut parts: Vec<(ShardId, Vec<SelectedSeries>)> = Vec::new();
         for (shards, answer) in futures::future::join_all(calls).await {
             match answer {
                 Some(node) => {
@@ -96,7 +126,7 @@ impl FanOutQueryable {
             parts.extend(more?);
         }
         parts.sort_by_key(|(shard, _)| *shard);
-        Ok(merge_series(parts.into_iter().map(|(_, series)| series).collect()))
+        Ok(parts.into_iter().map(|(_, series)| series).collect())
     }
 }
 
@@ -110,8 +140,9 @@ async fn select_node(
     charged: &mut (usize, usize),
 ) -> Result<NodeSelect, tonic::Status> {
     let asked: BTreeSet<ShardId> = req.shards.iter().copied().collect();
+    let hints = SelectHints { start: req.start_ms, end: req.end_ms };
     let mut stream = client.select(req).await?.into_inner();
-    let mut parts: Vec<(ShardId, Vec<Series>)> = Vec::new();
+    let mut parts: Vec<(ShardId, Vec<SelectedSeries>)> = Vec::new();
     let (mut answered, mut failed) = (BTreeSet::new(), BTreeSet::new());
     while let Some(msg) = stream.message().await? {
         answered.extend(msg.answered.iter().copied());
@@ -125,11 +156,7 @@ async fn select_node(
         if let Err(e) = budget.charge(msg.series.len(), bytes) {
             return Err(tonic::Status::resource_exhausted(e.to_string()));
         }
-        let series = msg
-            .series
-            .into_iter()
-            .map(|s| series_from_pb(s).map_err(|e| tonic::Status::data_loss(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
+        let series: Vec<SelectedSeries> = msg.series.into_iter().filter_map(|s| selected_from_pb(s, &hints)).collect();
         if parts.last().is_some_and(|(shard, _)| *shard == msg.shard) {
             if let Some((_, v)) = parts.last_mut() {
                 v.extend(series);

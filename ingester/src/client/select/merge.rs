@@ -8,7 +8,7 @@
 
 use aion_model::labels::Labels;
 use aion_model::sample::Sample;
-use aion_model::storage::Series;
+use aion_model::storage::{SelectedSeries, Series, StorageError};
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,6 +43,32 @@ pub fn merge_series(parts: Vec<Vec<Series>>) -> Vec<Series> {
             Series { labels, samples }
         })
         .collect()
+}
+
+/// Like [`merge_series`] over series that may still be encoded: a label set
+/// returned by one shard only stays as it came; one returned by several
+/// (re-homed series) is decoded and merged as [`merge_series`] merges it.
+pub fn merge_selected(parts: Vec<Vec<SelectedSeries>>) -> Result<Vec<SelectedSeries>, StorageError> {
+    let mut all: Vec<SelectedSeries> = parts.into_iter().flatten().collect();
+    if all.windows(2).all(|w| w[0].labels() < w[1].labels()) {
+        return Ok(all);
+    }
+    // Stable: equal label sets stay in shard order (the lowest shard wins a clash).
+    all.sort_by(|a, b| a.labels().cmp(b.labels()));
+    let mut out: Vec<SelectedSeries> = Vec::with_capacity(all.len());
+    let mut all = all.into_iter().peekable();
+    while let Some(s) = all.next() {
+        if all.peek().is_none_or(|next| next.labels() != s.labels()) {
+            out.push(s);
+            continue;
+        }
+        let mut same = vec![vec![s.into_series()?]];
+        while let Some(next) = all.next_if(|n| n.labels() == &same[0][0].labels) {
+            same.push(vec![next.into_series()?]);
+        }
+        out.extend(merge_series(same).into_iter().map(SelectedSeries::Decoded));
+    }
+    Ok(out)
 }
 
 /// One shard's answer is already one entry per label set; make sure it is sorted.
@@ -101,6 +127,39 @@ mod tests {
         let unsorted = vec![s("b", &[(1, 1.0)]), s("a", &[(1, 1.0)])];
         assert_eq!(merge_series(vec![unsorted]), one);
         assert!(merge_series(vec![]).is_empty());
+    }
+
+    fn enc(job: &str, ts: &[i64], lo: i64, hi: i64) -> SelectedSeries {
+        let mut c = aion_model::chunk::XorChunk::new();
+        for &t in ts {
+            c.append(t, t as f64);
+        }
+        let mut cs = aion_model::chunk::ChunkSeries::new(Labels::from_pairs([("__name__", "m"), ("job", job)]), lo, hi);
+        cs.push_chunk(c.bytes());
+        SelectedSeries::Encoded(cs)
+    }
+
+    #[test]
+    fn selected_parts_stay_encoded_unless_two_shards_share_a_series() {
+        let shard0 = vec![enc("a", &[1, 3, 9], 0, 5), enc("c", &[1], 0, 5)];
+        let shard1 = vec![enc("a", &[2, 3, 4], 0, 5), enc("b", &[5, 6], 0, 5)];
+        let out = merge_selected(vec![shard0, shard1]).unwrap();
+        let jobs: Vec<_> = out.iter().map(|x| x.labels().get("job").unwrap_or_default().to_string()).collect();
+        assert_eq!(jobs, ["a", "b", "c"]);
+        assert!(matches!(out[1], SelectedSeries::Encoded(_)) && matches!(out[2], SelectedSeries::Encoded(_)));
+        let SelectedSeries::Decoded(a) = &out[0] else { panic!("duplicate label set must be merged: {:?}", out[0]) };
+        let ts: Vec<i64> = a.samples.iter().map(|x| x.t).collect();
+        assert_eq!(ts, [1, 2, 3, 4], "clipped to the range, t=3 kept once, t=9 outside");
+        let b = out[1].clone().into_series().unwrap();
+        assert_eq!(b.samples, vec![Sample::new(5, 5.0)], "decoding clips to the wanted range");
+        // Same outcome as the decoded merge.
+        let decoded = |p: Vec<SelectedSeries>| p.into_iter().map(|s| s.into_series().unwrap()).collect::<Vec<_>>();
+        let want = merge_series(vec![
+            decoded(vec![enc("a", &[1, 3, 9], 0, 5), enc("c", &[1], 0, 5)]),
+            decoded(vec![enc("a", &[2, 3, 4], 0, 5), enc("b", &[5, 6], 0, 5)]),
+        ]);
+        assert_eq!(decoded(out), want);
+        assert!(merge_selected(vec![]).unwrap().is_empty());
     }
 
     #[test]
