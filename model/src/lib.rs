@@ -12,6 +12,7 @@ pub mod error;
 pub mod hash;
 pub mod labels;
 pub mod matcher;
+pub mod memo;
 pub mod memstore;
 pub mod metadata;
 pub mod sample;

@@ -72,6 +72,38 @@ impl SelectedSeries {
     }
 }
 
+/// Merges selections answered by several parts (each sorted by labels, given
+/// in part order) into one list sorted by labels, one entry per label set.
+/// A label set returned by one part stays as it came (encoded or not); one
+/// returned by several (a series re-homed to another shard) is decoded and
+/// its samples merged by timestamp, identical samples kept once and the
+/// earliest part's sample winning a timestamp clash.
+pub fn merge_selected(parts: Vec<Vec<SelectedSeries>>) -> Result<Vec<SelectedSeries>, StorageError> {
+    let mut all: Vec<SelectedSeries> = parts.into_iter().flatten().collect();
+    if all.windows(2).all(|w| w[0].labels() < w[1].labels()) {
+        return Ok(all);
+    }
+    // Stable: equal label sets stay in part order.
+    all.sort_by(|a, b| a.labels().cmp(b.labels()));
+    let mut out: Vec<SelectedSeries> = Vec::with_capacity(all.len());
+    let mut all = all.into_iter().peekable();
+    while let Some(s) = all.next() {
+        if all.peek().is_none_or(|next| next.labels() != s.labels()) {
+            out.push(s);
+            continue;
+        }
+        let mut merged = s.into_series()?;
+        while let Some(next) = all.next_if(|n| n.labels() == &merged.labels) {
+            merged.samples.extend(next.into_series()?.samples);
+        }
+        // Stable: for equal timestamps the earliest part's sample comes first and is kept.
+        merged.samples.sort_by_key(|p| p.t);
+        merged.samples.dedup_by_key(|p| p.t);
+        out.push(SelectedSeries::Decoded(merged));
+    }
+    Ok(out)
+}
+
 /// Errors of a storage backend, as the engine and the write path see them.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum StorageError {

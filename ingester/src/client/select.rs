@@ -37,7 +37,8 @@ mod merge;
 mod metrics;
 mod pushdown;
 
-pub use merge::{merge_selected, merge_series, union_sorted};
+pub use aion_model::storage::merge_selected;
+pub use merge::{merge_series, union_sorted};
 pub use metrics::FanOutMetrics;
 
 use super::{ClientError, ClusterClient};

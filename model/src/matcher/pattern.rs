@@ -5,9 +5,8 @@
 //! kept in a process-wide cache so that a dashboard's repeated queries do
 //! not compile the same pattern again.
 
+use crate::memo::StrMemo;
 use regex::Regex;
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock, PoisonError};
 
 /// A fully anchored pattern (`^(?s:…)$`) in its cheapest exact form.
 #[derive(Debug, Clone)]
@@ -94,18 +93,8 @@ impl Pattern {
 /// The anchored regex of `source`, compiled once per process (a `Regex`
 /// clone shares the compiled program).
 fn cached_regex(source: &str) -> Result<Regex, regex::Error> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    if let Some(r) = cache.lock().unwrap_or_else(PoisonError::into_inner).get(source) {
-        return Ok(r.clone());
-    }
-    let r = Regex::new(&format!("^(?s:{source})$"))?;
-    let mut c = cache.lock().unwrap_or_else(PoisonError::into_inner);
-    if c.len() >= CACHE_CAP {
-        c.clear();
-    }
-    c.insert(source.to_string(), r.clone());
-    Ok(r)
+    static CACHE: StrMemo<Regex> = StrMemo::new(CACHE_CAP);
+    CACHE.get_or_try(source, |s| Regex::new(&format!("^(?s:{s})$")))
 }
 
 #[cfg(test)]

@@ -8,8 +8,7 @@ pub use duration::DurationContext;
 use super::EngineError;
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::Expr;
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use aion_model::memo::StrMemo;
 
 /// Distinct query texts the parse cache holds before it starts over.
 const PARSE_CACHE_CAP: usize = 512;
@@ -22,21 +21,11 @@ const PARSE_CACHE_MAX_LEN: usize = 4096;
 /// dashboards repeat the same queries. Parsing is a pure function of the
 /// text, so a cached tree is the tree a new parse would give.
 fn parse_plain(query: &str) -> Result<Expr, String> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Expr>>> = OnceLock::new();
+    static CACHE: StrMemo<Expr> = StrMemo::new(PARSE_CACHE_CAP);
     if query.len() > PARSE_CACHE_MAX_LEN {
         return promql_parser::parser::parse(query);
     }
-    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    if let Some(e) = cache.lock().unwrap_or_else(PoisonError::into_inner).get(query) {
-        return Ok(e.clone());
-    }
-    let e = promql_parser::parser::parse(query)?;
-    let mut c = cache.lock().unwrap_or_else(PoisonError::into_inner);
-    if c.len() >= PARSE_CACHE_CAP {
-        c.clear();
-    }
-    c.insert(query.to_string(), e.clone());
-    Ok(e)
+    CACHE.get_or_try(query, promql_parser::parser::parse)
 }
 
 /// Label of a placeholder matcher that lets `info(v, {data=~".*"})` parse

@@ -9,7 +9,7 @@
 //! samples merged by timestamp, the earliest part's sample winning a clash —
 //! so it counts once, as in a single store.
 
-use aion_model::storage::{Queryable, SelectHints, SelectedSeries, Series, StorageError};
+use aion_model::storage::{merge_selected, Queryable, SelectHints, SelectedSeries, Series, StorageError};
 use aion_model::{Labels, Matcher, TenantId};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -36,11 +36,8 @@ impl Queryable for UnionQueryable {
         if let [only] = self.parts.as_slice() {
             return only.select_chunks(tenant, hints, matchers);
         }
-        let mut all = Vec::new();
-        for p in &self.parts {
-            all.extend(p.select_chunks(tenant, hints, matchers)?);
-        }
-        merge_sorted(all)
+        let parts = self.parts.iter().map(|p| p.select_chunks(tenant, hints, matchers));
+        merge_selected(parts.collect::<Result<_, _>>()?)
     }
 
     fn series(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<Labels>, StorageError> {
@@ -66,29 +63,6 @@ impl Queryable for UnionQueryable {
         }
         Ok(all.into_iter().collect())
     }
-}
-
-/// Sorts by labels (stably: part order kept among equals) and merges each
-/// label set found more than once into one decoded series.
-fn merge_sorted(mut all: Vec<SelectedSeries>) -> Result<Vec<SelectedSeries>, StorageError> {
-    all.sort_by(|a, b| a.labels().cmp(b.labels()));
-    let mut out: Vec<SelectedSeries> = Vec::with_capacity(all.len());
-    let mut all = all.into_iter().peekable();
-    while let Some(s) = all.next() {
-        if all.peek().is_none_or(|next| next.labels() != s.labels()) {
-            out.push(s);
-            continue;
-        }
-        let mut merged = s.into_series()?;
-        while let Some(next) = all.next_if(|n| n.labels() == &merged.labels) {
-            merged.samples.extend(next.into_series()?.samples);
-        }
-        // Stable: for equal timestamps the earliest part's sample comes first and is kept.
-        merged.samples.sort_by_key(|p| p.t);
-        merged.samples.dedup_by_key(|p| p.t);
-        out.push(SelectedSeries::Decoded(merged));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 
 use aion_model::labels::Labels;
 use aion_model::sample::Sample;
-use aion_model::storage::{SelectedSeries, Series, StorageError};
+use aion_model::storage::Series;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -45,32 +45,6 @@ pub fn merge_series(parts: Vec<Vec<Series>>) -> Vec<Series> {
         .collect()
 }
 
-/// Like [`merge_series`] over series that may still be encoded: a label set
-/// returned by one shard only stays as it came; one returned by several
-/// (re-homed series) is decoded and merged as [`merge_series`] merges it.
-pub fn merge_selected(parts: Vec<Vec<SelectedSeries>>) -> Result<Vec<SelectedSeries>, StorageError> {
-    let mut all: Vec<SelectedSeries> = parts.into_iter().flatten().collect();
-    if all.windows(2).all(|w| w[0].labels() < w[1].labels()) {
-        return Ok(all);
-    }
-    // Stable: equal label sets stay in shard order (the lowest shard wins a clash).
-    all.sort_by(|a, b| a.labels().cmp(b.labels()));
-    let mut out: Vec<SelectedSeries> = Vec::with_capacity(all.len());
-    let mut all = all.into_iter().peekable();
-    while let Some(s) = all.next() {
-        if all.peek().is_none_or(|next| next.labels() != s.labels()) {
-            out.push(s);
-            continue;
-        }
-        let mut same = vec![vec![s.into_series()?]];
-        while let Some(next) = all.next_if(|n| n.labels() == &same[0][0].labels) {
-            same.push(vec![next.into_series()?]);
-        }
-        out.extend(merge_series(same).into_iter().map(SelectedSeries::Decoded));
-    }
-    Ok(out)
-}
-
 /// One shard's answer is already one entry per label set; make sure it is sorted.
 fn sorted_unique(mut series: Vec<Series>) -> Vec<Series> {
     if !series.windows(2).all(|w| w[0].labels < w[1].labels) {
@@ -95,6 +69,7 @@ pub fn union_sorted(parts: Vec<Vec<String>>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aion_model::storage::{merge_selected, SelectedSeries};
 
     fn s(job: &str, pts: &[(i64, f64)]) -> Series {
         Series {

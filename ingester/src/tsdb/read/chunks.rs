@@ -1,0 +1,303 @@
+//! The persisted side of a read: walking the chunks column family block by
+//! block for a sorted set of series refs (stepping over other series' keys
+//! where that is cheaper than a seek), and decoding what was read — on two
+//! threads when the read is large.
+
+use super::{Candidate, Inner};
+use crate::error::{IngesterError, Result};
+use crate::keys::{
+    block_start, chunk_prefix, parse_chunk_key, prefix_upper_bound, ts_bytes, BLOCK_MS, CF_CHUNKS,
+    VALUE_VERSION,
+};
+use aion_model::chunk::{ChunkSeries, XorIter};
+use aion_model::labels::Labels;
+use aion_model::sample::Sample;
+use aion_model::storage::SelectHints;
+use rocksdb::{ReadOptions, SnapshotWithThreadMode, DB};
+use std::collections::HashMap;
+
+/// A persisted chunk read from the chunks CF.
+struct StoredChunk {
+    mint: i64,
+    bytes: Vec<u8>,
+}
+
+fn decode_chunk(
+    bytes: &[u8],
+    what: impl Fn() -> String,
+    hints: &SelectHints,
+    out: &mut Vec<Sample>,
+) -> Result<()> {
+    XorIter::new(bytes)
+        .decode_range_into(hints.start, hints.end, out)
+        .map_err(|e| IngesterError::corrupt(what(), e.to_string()))
+}
+
+/// Keys of other series stepped over before seeking to the next wanted one
+/// (a `next` costs a small fraction of a seek); after a seek was needed,
+/// only [`MIN_SKIP_BEFORE_SEEK`] until stepping succeeds again.
+const MAX_SKIP_BEFORE_SEEK: usize = 8;
+const MIN_SKIP_BEFORE_SEEK: usize = 2;
+
+/// Encoded selections of at least this many series read RocksDB on two threads.
+const PARALLEL_READ_REFS: usize = 256;
+
+/// Reads decoding at least this many chunk bytes use a second thread.
+const PARALLEL_DECODE_BYTES: usize = 256 * 1024;
+
+/// All samples in `hints` of one candidate: its persisted chunks, then its
+/// open chunk, overlaps merged.
+fn decode_series(c: &Candidate, stored: &[StoredChunk], hints: &SelectHints) -> Result<Vec<Sample>> {
+    let head = c.head.as_ref().map(|(mint, bytes)| (*mint, bytes.as_slice()));
+    let chunks = stored.iter().map(|ch| (ch.mint, ch.bytes.as_slice()));
+    let all: Vec<(i64, &[u8], bool)> = chunks
+        .map(|(m, b)| (m, b, false))
+        .chain(head.map(|(m, b)| (m, b, true)))
+        .collect();
+    let capacity = all.iter().map(|(_, b, _)| XorIter::new(b).remaining()).sum();
+    let mut samples = Vec::with_capacity(capacity);
+    for (mint, bytes, open) in all {
+        let what = || {
+            let kind = if open { "open chunk" } else { "chunk" };
+            format!("{kind} of series {} at {mint}", c.r)
+        };
+        decode_chunk(bytes, what, hints, &mut samples)?;
+    }
+    merge_overlaps(&mut samples);
+    Ok(samples)
+}
+
+/// Runs `f` over `items[..mid]` on this thread and over `items[mid..]` on a
+/// scoped second thread; a panic in the second is resumed here.
+fn on_two_threads<T: Sync, R: Send>(
+    items: &[T],
+    mid: usize,
+    f: impl Fn(&[T]) -> Result<R> + Sync,
+) -> Result<(R, R)> {
+    let (a, b) = items.split_at(mid.min(items.len()));
+    std::thread::scope(|scope| {
+        let second = scope.spawn(|| f(b));
+        let first = f(a)?;
+        match second.join() {
+            Ok(rest) => Ok((first, rest?)),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// Chunks of one series normally follow each other in time. They overlap
+/// when a restart replayed the WAL with other chunk boundaries than the run
+/// that persisted them (e.g. `max_samples_per_chunk` changed): the replayed
+/// chunk then repeats samples of persisted ones. Same timestamp means the same
+/// sample (both come from the same WAL records), so sort by time and keep one.
+fn merge_overlaps(samples: &mut Vec<Sample>) {
+    if samples.windows(2).all(|w| w[0].t < w[1].t) {
+        return;
+    }
+    samples.sort_by_key(|s| s.t);
+    samples.dedup_by_key(|s| s.t);
+}
+
+/// The sorted refs of `cands` and the time span their chunks are read over.
+pub(super) fn refs_and_span(cands: &[Candidate], hints: &SelectHints) -> (Vec<u64>, i64, i64) {
+    let mut refs: Vec<u64> = cands.iter().map(|c| c.r).collect();
+    refs.sort_unstable();
+    let lo = cands
+        .iter()
+        .map(|c| c.min_t)
+        .min()
+        .unwrap_or(i64::MAX)
+        .max(hints.start);
+    let hi = cands
+        .iter()
+        .map(|c| c.max_t)
+        .max()
+        .unwrap_or(i64::MIN)
+        .min(hints.end);
+    (refs, lo, hi)
+}
+
+impl Inner {
+    /// Persisted chunks of `refs` (sorted) overlapping `hints`, per series in time order.
+    fn read_chunks(
+        &self,
+        snap: &SnapshotWithThreadMode<'_, DB>,
+        refs: &[u64],
+        lo: i64,
+        hi: i64,
+        hints: &SelectHints,
+    ) -> Result<HashMap<u64, Vec<StoredChunk>>> {
+        let mut out: HashMap<u64, Vec<StoredChunk>> = HashMap::new();
+        self.visit_chunks(snap, refs, lo, hi, hints, |r, mint, bytes| {
+            out.entry(r).or_default().push(StoredChunk {
+                mint,
+                bytes: bytes.to_vec(),
+            })
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `sink(ref, mint, chunk bytes)` for every persisted chunk of
+    /// `refs` (sorted) overlapping `hints`: block by block, within a block
+    /// in ref order, each series' chunks in time order.
+    fn visit_chunks(
+        &self,
+        snap: &SnapshotWithThreadMode<'_, DB>,
+        refs: &[u64],
+        lo: i64,
+        hi: i64,
+        hints: &SelectHints,
+        mut sink: impl FnMut(u64, i64, &[u8]),
+    ) -> Result<()> {
+        if refs.is_empty() || lo > hi {
+            return Ok(());
+        }
+        let hi_block = block_start(hi);
+        let mut ro = ReadOptions::default();
+        if let Some(ub) = prefix_upper_bound(&ts_bytes(hi_block)) {
+            ro.set_iterate_upper_bound(ub);
+        }
+        // With an upper bound RocksDB by default sizes a readahead on every
+        // seek by probing the block cache for the blocks that follow; reads
+        // here seek from series to series (and the blocks are cached), so
+        // that probing is wasted work.
+        ro.set_auto_readahead_size(false);
+        let mut it = snap.raw_iterator_cf_opt(self.cf(CF_CHUNKS), ro);
+        let mut block = block_start(lo);
+        loop {
+            // Jump over empty blocks: land on the first key at or after `block`.
+            it.seek(ts_bytes(block));
+            let Some((b, _, _)) = it.key().and_then(parse_chunk_key) else {
+                break;
+            };
+            if b > hi_block {
+                break;
+            }
+            block = b;
+            let mut skip_budget = MAX_SKIP_BEFORE_SEEK;
+            let mut prev: Option<u64> = None;
+            for &r in refs {
+                let prefix = chunk_prefix(block, r);
+                // The iterator is on the first key after the previous ref's
+                // chunks; a few `next`s usually reach `r` (or show it has no
+                // chunks here) far cheaper than a seek. When more series than
+                // the budget lie between the two refs, seek at once.
+                let far = prev.is_some_and(|p| r - p > MAX_SKIP_BEFORE_SEEK as u64);
+                prev = Some(r);
+                let budget = if far { 0 } else { skip_budget };
+                let mut skipped = 0;
+                loop {
+                    match it.key().map(parse_chunk_key) {
+                        Some(Some((b, kr, _))) if b == block && kr < r => {
+                            if skipped == budget {
+                                it.seek(&prefix);
+                                // Sparse refs: step less before seeking next time.
+                                skip_budget = MIN_SKIP_BEFORE_SEEK;
+                                break;
+                            }
+                            it.next();
+                            skipped += 1;
+                        }
+                        // Not a chunk key: seek past it as a lookup would.
+                        Some(None) => {
+                            it.seek(&prefix);
+                            break;
+                        }
+                        _ => {
+                            skip_budget = MAX_SKIP_BEFORE_SEEK;
+                            break;
+                        }
+                    }
+                }
+                while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                    if !k.starts_with(&prefix) {
+                        break;
+                    }
+                    let Some((_, _, mint)) = parse_chunk_key(k) else {
+                        break;
+                    };
+                    if v.len() < 9 || v[0] != VALUE_VERSION {
+                        return Err(IngesterError::corrupt(
+                            format!("chunk of series {r} at {mint}"),
+                            format!("bad header ({} bytes)", v.len()),
+                        ));
+                    }
+                    let maxt = i64::from_le_bytes(v[1..9].try_into().expect("BUG: slice of 8"));
+                    if maxt >= hints.start && mint <= hints.end {
+                        sink(r, mint, &v[9..]);
+                    }
+                    it.next();
+                }
+            }
+            match block.checked_add(BLOCK_MS) {
+                Some(n) if n <= hi_block => block = n,
+                _ => break,
+            }
+        }
+        it.status()
+            .map_err(IngesterError::rocks("reading chunks"))
+    }
+
+    /// Decoded samples in `hints` for each candidate (in candidate order).
+    pub(super) fn read_samples(
+        &self,
+        snap: &SnapshotWithThreadMode<'_, DB>,
+        cands: &[Candidate],
+        hints: &SelectHints,
+    ) -> Result<Vec<Vec<Sample>>> {
+        let (refs, lo, hi) = refs_and_span(cands, hints);
+        let mut stored = self.read_chunks(snap, &refs, lo, hi, hints)?;
+        let jobs: Vec<(&Candidate, Vec<StoredChunk>)> = cands
+            .iter()
+            .map(|c| (c, stored.remove(&c.r).unwrap_or_default()))
+            .collect();
+        let bytes: usize = jobs
+            .iter()
+            .map(|(c, chunks)| {
+                chunks.iter().map(|ch| ch.bytes.len()).sum::<usize>()
+                    + c.head.as_ref().map_or(0, |h| h.1.len())
+            })
+            .sum();
+        // Decoding is CPU-bound and independent per series: split big reads
+        // over two threads (the order of the output is kept).
+        let half = jobs.len().div_ceil(2);
+        if bytes < PARALLEL_DECODE_BYTES || half == 0 {
+            return jobs.iter().map(|(c, ch)| decode_series(c, ch, hints)).collect();
+        }
+        let (mut out, rest) = on_two_threads(&jobs, half, |part| {
+            part.iter().map(|(c, ch)| decode_series(c, ch, hints)).collect::<Result<Vec<_>>>()
+        })?;
+        out.extend(rest);
+        Ok(out)
+    }
+
+    /// The persisted chunks of `refs` (sorted) overlapping `hints`, as one
+    /// [`ChunkSeries`] per ref that has any (labels left empty). Many refs
+    /// are read by two threads, each over half of them with its own
+    /// iterator on the same snapshot: seeking and stepping through RocksDB is
+    /// most of a large selection's storage time.
+    pub(super) fn chunks_by_ref(
+        &self,
+        snap: &SnapshotWithThreadMode<'_, DB>,
+        refs: &[u64],
+        lo: i64,
+        hi: i64,
+        hints: &SelectHints,
+    ) -> Result<HashMap<u64, ChunkSeries>> {
+        let read = |part: &[u64]| -> Result<HashMap<u64, ChunkSeries>> {
+            let mut out: HashMap<u64, ChunkSeries> = HashMap::with_capacity(part.len());
+            self.visit_chunks(snap, part, lo, hi, hints, |r, _, bytes| {
+                out.entry(r)
+                    .or_insert_with(|| ChunkSeries::new(Labels::empty(), hints.start, hints.end))
+                    .push_chunk(bytes)
+            })?;
+            Ok(out)
+        };
+        if refs.len() < PARALLEL_READ_REFS {
+            return read(refs);
+        }
+        let (mut out, rest) = on_two_threads(refs, refs.len() / 2, read)?;
+        out.extend(rest);
+        Ok(out)
+    }
+}
