@@ -37,6 +37,18 @@ pub(crate) struct ApplyWrites {
     pub new_series: Vec<u64>,
     /// Chunks cut by the batch.
     pub closed: Vec<ClosedChunk>,
+    /// Samples not stored because their series was named by a ref that does
+    /// not exist or belongs to another tenant ([`SeriesKey::Ref`]).
+    pub bad_ref_samples: u64,
+}
+
+/// How an encoded series of a replicated write names its series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SeriesKey<'a> {
+    /// By its labels in the packed form ([`PackedLabels`]).
+    Packed(&'a [u8]),
+    /// By its ref, which the leader found in its applied state.
+    Ref(u64),
 }
 
 /// What a read-locked look-up found for one series of a batch before its WAL
@@ -244,23 +256,57 @@ impl Head {
         out
     }
 
+    /// The refs of the series of the tenant index `idx` whose packed labels
+    /// are `packed` (`None`: no such series), found in passes (hash all,
+    /// probe all, then compare) so the CPU overlaps the cache misses of many
+    /// series instead of waiting for each in turn.
+    pub(crate) fn lookup_packed_many(&self, idx: &TenantIndex, packed: &[&[u8]]) -> Vec<Option<u64>> {
+        let mut scratch = Vec::with_capacity(256);
+        let hashes: Vec<u64> = packed.iter().map(|p| packed_hash(p, &mut scratch)).collect();
+        let mut out: Vec<Option<u64>> = hashes.iter().map(|&h| idx.first_with_hash(h)).collect();
+        for ((o, p), &h) in out.iter_mut().zip(packed).zip(&hashes) {
+            let Some(r) = *o else { continue };
+            if self.series.get(&r).is_none_or(|s| s.labels.as_bytes() != *p) {
+                *o = idx
+                    .refs_with_hash(h)
+                    .find(|r| self.series.get(r).is_some_and(|s| s.labels.as_bytes() == *p));
+            }
+        }
+        out
+    }
+
     /// Applies a batch of `tenant` whose series come as labels in the packed
     /// form ([`PackedLabels`]: sorted, unique, UTF-8, as a validated Raft
-    /// batch holds them) with their samples. Same result as [`Head::apply`]
-    /// of the owned batch, but a known series costs a hash and a byte
-    /// comparison: only a new series materialises its labels.
+    /// batch holds them) or as refs, with their samples. Same result as
+    /// [`Head::apply`] of the owned batch, but a known series costs a hash
+    /// and a byte comparison, and a ref a table look-up: only a new series
+    /// materialises its labels. A ref that does not exist or belongs to
+    /// another tenant stores none of its samples (counted in
+    /// [`ApplyWrites::bad_ref_samples`]); that depends only on the state,
+    /// so every replica decides alike.
     pub(crate) fn apply_packed<'a, S: ExactSizeIterator<Item = Sample>>(
         &mut self,
         tenant: &str,
-        series: impl Iterator<Item = (&'a [u8], S)>,
+        series: impl Iterator<Item = (SeriesKey<'a>, S)>,
         writes: &mut ApplyWrites,
     ) -> AppendOutcome {
         let mut out = AppendOutcome::default();
         let mut scratch = std::mem::take(&mut self.hash_scratch);
-        for (packed, samples) in series {
+        for (key, samples) in series {
             if samples.len() == 0 {
                 continue;
             }
+            let packed = match key {
+                SeriesKey::Ref(r) => {
+                    if self.series.get(&r).is_some_and(|s| &*s.tenant == tenant) {
+                        self.append_samples(r, samples, &mut out, writes);
+                    } else {
+                        writes.bad_ref_samples += samples.len() as u64;
+                    }
+                    continue;
+                }
+                SeriesKey::Packed(p) => p,
+            };
             let hash = packed_hash(packed, &mut scratch);
             let known = self.tenants.get(tenant).and_then(|idx| {
                 idx.refs_with_hash(hash).find(|r| {
@@ -453,7 +499,10 @@ mod tests {
             }
             let (mut w1, mut w2) = (ApplyWrites::default(), ApplyWrites::default());
             let o1 = owned.apply(&b, None, &mut w1);
-            let iter = packs.iter().zip(&b.series).map(|(p, s)| (p.as_bytes(), s.samples.clone().into_iter()));
+            let iter = packs
+                .iter()
+                .zip(&b.series)
+                .map(|(p, s)| (SeriesKey::Packed(p.as_bytes()), s.samples.clone().into_iter()));
             let o2 = packed.apply_packed("t", iter, &mut w2);
             assert_eq!(o1, o2, "step {step}");
             assert_eq!((w1.new_series, w1.closed.len()), (w2.new_series, w2.closed.len()));
@@ -461,5 +510,24 @@ mod tests {
         assert_eq!(packed.series.len(), 4);
         assert_eq!(packed.labels_of(4), Some(labels(3)));
         assert_eq!((packed.head_chunks, packed.max_t), (owned.head_chunks, owned.max_t));
+    }
+
+    #[test]
+    fn refs_apply_directly_and_bad_refs_store_nothing() {
+        let mut h = Head::new(120);
+        let mut w = ApplyWrites::default();
+        h.apply(&batch("a", "up", &[(1, 1.0)]), None, &mut w);
+        h.apply(&batch("b", "up", &[(1, 1.0)]), None, &mut w);
+        let up = PackedLabels::new(&Labels::from_pairs([("__name__", "up")]));
+        let idx = h.tenants.get("a").unwrap();
+        let down = PackedLabels::new(&Labels::from_pairs([("__name__", "down")]));
+        assert_eq!(h.lookup_packed_many(idx, &[down.as_bytes(), up.as_bytes()]), vec![None, Some(1)]);
+        let one = |t| std::iter::once(Sample::new(t, 2.0));
+        let mut w = ApplyWrites::default();
+        let keys = [(SeriesKey::Ref(1), one(5)), (SeriesKey::Ref(2), one(5)), (SeriesKey::Ref(99), one(5))];
+        let o = h.apply_packed("a", keys.into_iter(), &mut w);
+        assert_eq!((o.appended, w.bad_ref_samples, w.new_series.len()), (1, 2, 0), "ref 2 is tenant b's");
+        assert_eq!(h.series.get(&1).unwrap().state.last, Some(Sample::new(5, 2.0)));
+        assert_eq!(h.series.get(&2).unwrap().state.last, Some(Sample::new(1, 1.0)));
     }
 }

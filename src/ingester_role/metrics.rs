@@ -7,7 +7,9 @@
 //! `aion_raft_log_entries` (entries not yet purged); counters
 //! `aion_raft_leader_changes_total`, `aion_raft_snapshots_built_total`,
 //! `aion_raft_snapshots_installed_total`; histogram
-//! `aion_raft_commit_latency_seconds` (Push: submit to applied, on the leader).
+//! `aion_raft_commit_latency_seconds` (Push: submit to applied, on the leader);
+//! node-wide counters of outgoing `AppendEntries` traffic (no labels):
+//! `aion_raft_append_{requests,heartbeats,entries,rpcs,batch_rpcs}_total`.
 
 use super::backend::Backend;
 use aion_ingester::shards::{ShardHost, ShardStatus};
@@ -103,6 +105,17 @@ impl<B: Backend> Collector for RaftCollector<B> {
         for (shard, st) in &stats {
             let labels = [("shard", shard.to_string())];
             st.commit_latency().encode(family.encode_family(&labels)?)?;
+        }
+        let t = self.host.pool().stats();
+        for (name, help, v) in [
+            ("aion_raft_append_requests", "Shard AppendEntries requests sent to peers (heartbeats included)", t.append_requests()),
+            ("aion_raft_append_heartbeats", "Of those, requests without entries", t.append_heartbeats()),
+            ("aion_raft_append_entries", "Raft log entries sent in AppendEntries requests", t.append_entries()),
+            ("aion_raft_append_rpcs", "gRPC calls that carried AppendEntries (unary and AppendBatch)", t.append_rpcs()),
+            ("aion_raft_append_batch_rpcs", "Of those, AppendBatch calls", t.append_batch_rpcs()),
+        ] {
+            let family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(v).encode(family)?;
         }
         Ok(())
     }

@@ -1,12 +1,15 @@
 //! The `Raft` transport service: decodes a shard's openraft RPC (binary
 //! `AppendEntries` per `raft/wire.rs`, or serde JSON), hands it to that
-//! shard's Raft on this node and encodes the outcome (JSON).
+//! shard's Raft on this node and encodes the outcome (JSON). `AppendBatch`
+//! carries several shards' `AppendEntries` in one call, answered in order.
 
 use super::server::IngesterService;
 use crate::raft::{wire, ShardData};
 use crate::shards::ShardQuery;
 use aion_proto::ingester::raft_server::Raft;
-use aion_proto::ingester::{raft_reply, RaftReply, RaftRequest};
+use aion_proto::ingester::{
+    raft_reply, RaftBatchReply, RaftBatchRequest, RaftFailure, RaftReply, RaftRequest,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
@@ -20,30 +23,28 @@ fn decode<T: DeserializeOwned>(req: &RaftRequest, what: &str) -> Result<T, Statu
     })
 }
 
-fn reply<T: Serialize, E: Serialize>(
-    shard: u64,
-    r: Result<T, E>,
-) -> Result<Response<RaftReply>, Status> {
+fn encode_reply<T: Serialize, E: Serialize>(shard: u64, r: Result<T, E>) -> Result<RaftReply, Status> {
     let result = match r {
         Ok(v) => serde_json::to_vec(&v).map(raft_reply::Result::Ok),
         Err(e) => serde_json::to_vec(&e).map(raft_reply::Result::Error),
     }
     .map_err(|e| Status::internal(format!("shard {shard}: cannot encode raft reply: {e}")))?;
-    Ok(Response::new(RaftReply {
-        result: Some(result),
-    }))
+    Ok(RaftReply { result: Some(result) })
 }
 
-#[tonic::async_trait]
-impl<S: ShardData + ShardQuery> Raft for IngesterService<S> {
-    async fn append_entries(
-        &self,
-        req: Request<RaftRequest>,
-    ) -> Result<Response<RaftReply>, Status> {
-        let req = req.into_inner();
+fn reply<T: Serialize, E: Serialize>(
+    shard: u64,
+    r: Result<T, E>,
+) -> Result<Response<RaftReply>, Status> {
+    encode_reply(shard, r).map(Response::new)
+}
+
+impl<S: ShardData + ShardQuery> IngesterService<S> {
+    /// One shard's `AppendEntries` (binary or JSON payload) on this node.
+    async fn append_one(&self, req: RaftRequest) -> Result<RaftReply, Status> {
         let shard = self.shard(req.shard_id)?;
+        let shard_id = req.shard_id;
         let rpc = if wire::is_binary_append(&req.payload) {
-            let shard_id = req.shard_id;
             wire::decode_append(bytes::Bytes::from(req.payload)).map_err(|e| {
                 Status::invalid_argument(format!(
                     "shard {shard_id}: undecodable append-entries request: {e}"
@@ -52,7 +53,39 @@ impl<S: ShardData + ShardQuery> Raft for IngesterService<S> {
         } else {
             decode(&req, "append-entries")?
         };
-        reply(req.shard_id, shard.raft.append_entries(rpc).await)
+        encode_reply(shard_id, shard.raft.append_entries(rpc).await)
+    }
+}
+
+#[tonic::async_trait]
+impl<S: ShardData + ShardQuery> Raft for IngesterService<S> {
+    async fn append_entries(
+        &self,
+        req: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        self.append_one(req.into_inner()).await.map(Response::new)
+    }
+
+    /// Every request goes to its shard's Raft concurrently; a request that
+    /// fails before reaching it is answered with its status as `failed`.
+    async fn append_batch(
+        &self,
+        req: Request<RaftBatchRequest>,
+    ) -> Result<Response<RaftBatchReply>, Status> {
+        let calls = req.into_inner().requests.into_iter().map(|r| self.append_one(r));
+        let replies = futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|status| RaftReply {
+                    result: Some(raft_reply::Result::Failed(RaftFailure {
+                        code: status.code() as i32,
+                        message: status.message().to_string(),
+                    })),
+                })
+            })
+            .collect();
+        Ok(Response::new(RaftBatchReply { replies }))
     }
 
     async fn vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {

@@ -233,8 +233,12 @@ fn storage_status(shard: ShardId, e: StorageError) -> Status {
     }
 }
 
-/// The log entry payload of a `PushEncoded`: its batch, validated.
-fn encoded_write(req: pb::PushEncodedRequest) -> Result<ShardWrite, Status> {
+/// The log entry payload of a `PushEncoded`: its batch, validated, with the
+/// series `known` finds (this replica's applied state) named by ref.
+fn encoded_write(
+    req: pb::PushEncodedRequest,
+    known: impl FnOnce(&str, &[&[u8]]) -> Option<Vec<Option<u64>>>,
+) -> Result<ShardWrite, Status> {
     let bad = |what: String| Status::invalid_argument(format!("shard {}: {what}", req.shard));
     if req.codec_version != u32::from(crate::raft::codec::FORMAT_VERSION) {
         return Err(bad(format!(
@@ -243,7 +247,8 @@ fn encoded_write(req: pb::PushEncodedRequest) -> Result<ShardWrite, Status> {
             crate::raft::codec::FORMAT_VERSION
         )));
     }
-    ShardWrite::from_client(bytes::Bytes::from(req.batch)).map_err(|e| bad(format!("invalid encoded batch: {e}")))
+    ShardWrite::from_client_named(bytes::Bytes::from(req.batch), known)
+        .map_err(|e| bad(format!("invalid encoded batch: {e}")))
 }
 
 fn invalid(e: convert::ConvertError) -> Status {
@@ -293,7 +298,9 @@ impl<S: ShardData + ShardQuery> Ingester for IngesterService<S> {
         let req = req.into_inner();
         let shard = self.shard(req.shard)?;
         let batch = convert::write_batch_from_pb(&req.tenant, req.series).map_err(invalid)?;
-        self.commit_write(shard, ShardWrite::from_batch(&batch)).await
+        // Series this replica's applied state holds go into the log by ref.
+        let write = ShardWrite::from_batch(&batch).name_by_ref(|t, p| shard.data.known_series(t, p));
+        self.commit_write(shard, write).await
     }
 
     async fn push_encoded(
@@ -302,7 +309,8 @@ impl<S: ShardData + ShardQuery> Ingester for IngesterService<S> {
     ) -> Result<Response<pb::PushResponse>, Status> {
         let req = req.into_inner();
         let shard = self.shard(req.shard)?;
-        self.commit_write(shard, encoded_write(req)?).await
+        let write = encoded_write(req, |t, p| shard.data.known_series(t, p))?;
+        self.commit_write(shard, write).await
     }
 
 

@@ -9,7 +9,13 @@
 //! section is already in the head's packed-labels form: a known series costs
 //! a hash and a byte comparison, no allocation. Only a new series (or a
 //! rejection message) materialises its labels.
+//!
+//! The leader may rewrite a write into the *series-by-ref* form
+//! ([`ShardWrite::name_by_ref`], `batch/refs.rs`): series its applied TSDB
+//! already holds are named by their ref instead of their labels, so the log,
+//! the followers and every apply skip the labels (`docs/format/raft.md`).
 
+mod refs;
 mod validate;
 
 use super::codec::{self, CodecError, Reader};
@@ -35,6 +41,9 @@ pub struct ShardWrite {
     /// Series per part when several writes were merged ([`ShardWrite::merge`]);
     /// empty for a single write.
     parts: Vec<u32>,
+    /// The bytes are in the series-by-ref form (each series starts with a
+    /// ref, `0` meaning its labels follow).
+    refs: bool,
 }
 
 impl ShardWrite {
@@ -47,32 +56,41 @@ impl ShardWrite {
             series: batch.series.len(),
             samples: batch.series.iter().map(|s| s.samples.len() as u64).sum(),
             parts: Vec::new(),
+            refs: false,
         }
     }
 
     /// Wraps bytes written by [`codec::encode_write_batch`] (read back from
     /// the log or the wire), after checking them.
     pub fn from_encoded(bytes: Bytes) -> Result<Self, CodecError> {
-        Self::checked(bytes, Check::Full)
+        Self::checked(bytes, Check::Full, false)
+    }
+
+    /// [`ShardWrite::from_encoded`] of bytes in the series-by-ref form (a
+    /// log entry of version 3). With `local`, only the framing is checked
+    /// (see [`ShardWrite::from_local`]).
+    pub fn from_encoded_refs(bytes: Bytes, local: bool) -> Result<Self, CodecError> {
+        Self::checked(bytes, if local { Check::Framing } else { Check::Full }, true)
     }
 
     /// Wraps bytes this node wrote to its own log (fully checked before they
     /// were written; RocksDB checksums them at rest): only their framing is
     /// checked again, so walking them cannot go out of bounds.
     pub fn from_local(bytes: Bytes) -> Result<Self, CodecError> {
-        Self::checked(bytes, Check::Framing)
+        Self::checked(bytes, Check::Framing, false)
     }
 
-    fn checked(bytes: Bytes, check: Check) -> Result<Self, CodecError> {
-        let c = validate(&bytes, check)?;
-        Ok(Self { bytes, series: c.series, samples: c.samples, parts: Vec::new() })
+    fn checked(bytes: Bytes, check: Check, refs: bool) -> Result<Self, CodecError> {
+        let c = validate(&bytes, check, refs)?;
+        Ok(Self { bytes, series: c.series, samples: c.samples, parts: Vec::new(), refs })
     }
 
     /// [`ShardWrite::from_encoded`] of a merged write whose parts hold
     /// `parts` series each (they must add up to the batch's series).
-    /// With `local`, only the framing is checked (see [`ShardWrite::from_local`]).
-    pub fn from_encoded_parts(bytes: Bytes, parts: Vec<u32>, local: bool) -> Result<Self, CodecError> {
-        let mut w = Self::checked(bytes, if local { Check::Framing } else { Check::Full })?;
+    /// With `local`, only the framing is checked (see [`ShardWrite::from_local`]);
+    /// with `refs`, the bytes are in the series-by-ref form.
+    pub fn from_encoded_parts(bytes: Bytes, parts: Vec<u32>, local: bool, refs: bool) -> Result<Self, CodecError> {
+        let mut w = Self::checked(bytes, if local { Check::Framing } else { Check::Full }, refs)?;
         let total: u64 = parts.iter().map(|&n| u64::from(n)).sum();
         if total != w.series as u64 || parts.len() < 2 {
             return Err(CodecError(format!(
@@ -87,6 +105,7 @@ impl ShardWrite {
 
     /// Merges writes of one tenant into one, each kept as a part (the apply
     /// answers per part); `None` when the tenants differ or `writes` is empty.
+    /// The merge is in the series-by-ref form when any write is.
     pub fn merge(writes: &[ShardWrite]) -> Option<ShardWrite> {
         let tenant = writes.first()?.tenant();
         if writes.iter().any(|w| w.tenant() != tenant) {
@@ -98,8 +117,13 @@ impl ShardWrite {
         codec::put_str(&mut buf, tenant);
         codec::put_uvarint(&mut buf, series as u64);
         let mut parts = Vec::new();
+        let refs = writes.iter().any(|w| w.refs);
         for w in writes {
-            buf.extend_from_slice(w.series_section());
+            if refs && !w.refs {
+                w.append_series_as_refs(&mut buf);
+            } else {
+                buf.extend_from_slice(w.series_section());
+            }
             parts.extend(w.part_sizes().into_iter().map(|n| n as u32));
         }
         if parts.len() < 2 {
@@ -110,6 +134,7 @@ impl ShardWrite {
             series,
             samples: writes.iter().map(|w| w.samples).sum(),
             parts,
+            refs,
         })
     }
 
@@ -149,7 +174,13 @@ impl ShardWrite {
     /// empty label names and values are refused as well (the model's label
     /// sets never hold them).
     pub fn from_client(bytes: Bytes) -> Result<Self, CodecError> {
-        Self::checked(bytes, Check::Client)
+        Self::checked(bytes, Check::Client, false)
+    }
+
+    /// True when the bytes are in the series-by-ref form (some series may be
+    /// named by their TSDB ref instead of their labels).
+    pub fn names_refs(&self) -> bool {
+        self.refs
     }
 
     /// The encoded batch.
@@ -179,10 +210,12 @@ impl ShardWrite {
         let tn = c.uvarint().expect(VALIDATED) as usize;
         c.take(tn).expect(VALIDATED);
         let left = c.uvarint().expect(VALIDATED) as usize;
-        SeriesIter { c, left }
+        SeriesIter { c, left, refs: self.refs }
     }
 
-    /// The batch as owned model types.
+    /// The batch as owned model types. A series named by ref (see
+    /// [`ShardWrite::names_refs`]) gets the single label
+    /// [`SERIES_REF_LABEL`]`=<ref>`: only a TSDB knows its labels.
     pub fn to_batch(&self) -> WriteBatch {
         let tenant = TenantId::new(self.tenant()).expect("BUG: ShardWrite tenant is validated");
         let series = self
@@ -211,17 +244,30 @@ impl std::fmt::Debug for ShardWrite {
     }
 }
 
+/// Label name of the placeholder label set [`ShardWrite::to_batch`] gives a
+/// series named by ref.
+pub const SERIES_REF_LABEL: &str = "__aion_series_ref__";
+
 /// One series of a [`ShardWrite`], borrowed.
 pub struct EncodedSeries<'a> {
+    /// The series' TSDB ref when the write names it by ref (then
+    /// `packed_labels` is empty).
+    pub series_ref: Option<u64>,
     /// The labels in packed form: `n uvarint | n x (len uvarint | name | len uvarint | value)`.
     pub packed_labels: &'a [u8],
     /// The samples, in batch order.
     pub samples: SampleIter<'a>,
+    /// `packed_labels` (or nothing, for a ref), then the sample count and samples, as encoded.
+    body: &'a [u8],
 }
 
 impl EncodedSeries<'_> {
-    /// The labels as an owned set (allocates).
+    /// The labels as an owned set (allocates); for a series named by ref,
+    /// the placeholder [`SERIES_REF_LABEL`]`=<ref>`.
     pub fn labels(&self) -> Labels {
+        if let Some(r) = self.series_ref {
+            return Labels::from_pairs([(SERIES_REF_LABEL, r.to_string())]);
+        }
         let mut r = Reader { buf: self.packed_labels };
         let n = r.uvarint("label count").expect("BUG: ShardWrite bytes are validated") as usize;
         let mut out = Vec::with_capacity(n);
@@ -243,6 +289,7 @@ impl EncodedSeries<'_> {
 pub struct SeriesIter<'a> {
     c: Cur<'a>,
     left: usize,
+    refs: bool,
 }
 
 const VALIDATED: &str = "BUG: ShardWrite bytes are validated";
@@ -256,11 +303,17 @@ impl<'a> Iterator for SeriesIter<'a> {
         }
         self.left -= 1;
         let c = &mut self.c;
+        let series_ref = match self.refs {
+            true => Some(c.uvarint().expect(VALIDATED)).filter(|&r| r != 0),
+            false => None,
+        };
         let start = c.pos;
-        let nl = c.uvarint().expect(VALIDATED);
-        for _ in 0..nl * 2 {
-            let len = c.uvarint().expect(VALIDATED) as usize;
-            c.take(len).expect(VALIDATED);
+        if series_ref.is_none() {
+            let nl = c.uvarint().expect(VALIDATED);
+            for _ in 0..nl * 2 {
+                let len = c.uvarint().expect(VALIDATED) as usize;
+                c.take(len).expect(VALIDATED);
+            }
         }
         let packed_labels = &c.b[start..c.pos];
         let ns = c.uvarint().expect(VALIDATED) as usize;
@@ -271,7 +324,7 @@ impl<'a> Iterator for SeriesIter<'a> {
             c.take(8).expect(VALIDATED);
         }
         let samples = SampleIter { c: Cur { b: &c.b[body..c.pos], pos: 0 }, left: ns, t: 0 };
-        Some(EncodedSeries { packed_labels, samples })
+        Some(EncodedSeries { series_ref, packed_labels, samples, body: &c.b[start..c.pos] })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -316,9 +369,26 @@ impl Iterator for SampleIter<'_> {
 
 impl ExactSizeIterator for SampleIter<'_> {}
 
+/// Serialised as the encoded batch; a batch in the series-by-ref form is
+/// preceded by one `0x00` byte (a plain batch starts with its tenant's
+/// length, never 0).
 impl Serialize for ShardWrite {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.bytes)
+        if !self.refs {
+            return s.serialize_bytes(&self.bytes);
+        }
+        let mut b = Vec::with_capacity(1 + self.bytes.len());
+        b.push(0);
+        b.extend_from_slice(&self.bytes);
+        s.serialize_bytes(&b)
+    }
+}
+
+/// The inverse of the [`Serialize`] form (fully checked).
+fn from_serde(b: Bytes) -> Result<ShardWrite, CodecError> {
+    match b.first() {
+        Some(0) => ShardWrite::from_encoded_refs(b.slice(1..), false),
+        _ => ShardWrite::from_encoded(b),
     }
 }
 
@@ -334,7 +404,7 @@ impl<'de> serde::de::Visitor<'de> for ShardWriteVisitor {
     }
 
     fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<ShardWrite, E> {
-        ShardWrite::from_encoded(Bytes::copy_from_slice(v)).map_err(E::custom)
+        from_serde(Bytes::copy_from_slice(v)).map_err(E::custom)
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ShardWrite, A::Error> {
@@ -342,7 +412,7 @@ impl<'de> serde::de::Visitor<'de> for ShardWriteVisitor {
         while let Some(b) = seq.next_element::<u8>()? {
             bytes.push(b);
         }
-        ShardWrite::from_encoded(Bytes::from(bytes)).map_err(serde::de::Error::custom)
+        from_serde(Bytes::from(bytes)).map_err(serde::de::Error::custom)
     }
 }
 
@@ -436,9 +506,9 @@ mod tests {
         assert_eq!(m.to_batches(), vec![batch(), single.clone()]);
         let again = ShardWrite::merge(&[m.clone(), two]).unwrap();
         assert_eq!(again.part_sizes(), vec![2, 1, 1]);
-        let back = ShardWrite::from_encoded_parts(m.bytes().clone(), vec![2, 1], false).unwrap();
+        let back = ShardWrite::from_encoded_parts(m.bytes().clone(), vec![2, 1], false, false).unwrap();
         assert_eq!(back, m);
-        assert!(ShardWrite::from_encoded_parts(m.bytes().clone(), vec![2, 2], true).is_err());
+        assert!(ShardWrite::from_encoded_parts(m.bytes().clone(), vec![2, 2], true, false).is_err());
         let other = WriteBatch { tenant: TenantId::new("u").unwrap(), series: vec![] };
         assert!(ShardWrite::merge(&[one, ShardWrite::from_batch(&other)]).is_none());
         assert!(ShardWrite::merge(&[]).is_none());

@@ -25,6 +25,10 @@ pub const FORMAT_VERSION: u8 = 1;
 /// entry is still written with [`FORMAT_VERSION`], and both are read.
 pub const ENTRY_PARTS_VERSION: u8 = 2;
 
+/// Version byte of a normal entry (tag 1 or 3) whose write is in the
+/// series-by-ref form ([`ShardWrite::names_refs`]).
+pub const ENTRY_REFS_VERSION: u8 = 3;
+
 const TAG_BLANK: u8 = 0;
 const TAG_NORMAL: u8 = 1;
 const TAG_MEMBERSHIP: u8 = 2;
@@ -332,11 +336,15 @@ pub fn encode_entry(e: &Entry<TypeConfig>, buf: &mut Vec<u8>) {
 
 /// Appends the encoding of [`encode_entry`] to `buf` (not cleared).
 pub fn append_entry(e: &Entry<TypeConfig>, buf: &mut Vec<u8>) {
-    let parts = match &e.payload {
-        EntryPayload::Normal(w) => w.raw_parts(),
-        _ => &[],
+    let (parts, refs) = match &e.payload {
+        EntryPayload::Normal(w) => (w.raw_parts(), w.names_refs()),
+        _ => (&[][..], false),
     };
-    buf.push(if parts.is_empty() { FORMAT_VERSION } else { ENTRY_PARTS_VERSION });
+    buf.push(match (refs, parts.is_empty()) {
+        (true, _) => ENTRY_REFS_VERSION,
+        (false, true) => FORMAT_VERSION,
+        (false, false) => ENTRY_PARTS_VERSION,
+    });
     put_log_id(buf, &e.log_id);
     match &e.payload {
         EntryPayload::Blank => buf.push(TAG_BLANK),
@@ -393,13 +401,18 @@ fn decode_entry_with(
     let mut r = Reader { buf: b };
     let version = entry_version(&mut r)?;
     let log_id = read_log_id(&mut r)?;
+    let refs = version == ENTRY_REFS_VERSION;
     let payload = match r.u8("entry payload tag")? {
-        TAG_BLANK => EntryPayload::Blank,
+        TAG_BLANK if !refs => EntryPayload::Blank,
+        TAG_NORMAL if refs => {
+            let bytes = batch_bytes(std::mem::take(&mut r.buf));
+            EntryPayload::Normal(ShardWrite::from_encoded_refs(bytes, local)?)
+        }
         TAG_NORMAL => {
             let bytes = batch_bytes(std::mem::take(&mut r.buf));
             EntryPayload::Normal(if local { ShardWrite::from_local(bytes)? } else { ShardWrite::from_encoded(bytes)? })
         }
-        TAG_NORMAL_PARTS if version == ENTRY_PARTS_VERSION => {
+        TAG_NORMAL_PARTS if version != FORMAT_VERSION => {
             let n = r.count(1, "entry parts")?;
             let mut parts = Vec::with_capacity(n);
             for _ in 0..n {
@@ -407,10 +420,10 @@ fn decode_entry_with(
                 parts.push(u32::try_from(p).map_err(|_| CodecError(format!("entry part of {p} series")))?);
             }
             let rest = std::mem::take(&mut r.buf);
-            EntryPayload::Normal(ShardWrite::from_encoded_parts(batch_bytes(rest), parts, local)?)
+            EntryPayload::Normal(ShardWrite::from_encoded_parts(batch_bytes(rest), parts, local, refs)?)
         }
-        TAG_MEMBERSHIP => EntryPayload::Membership(read_membership(&mut r)?),
-        t => return Err(CodecError(format!("unknown entry payload tag {t}"))),
+        TAG_MEMBERSHIP if !refs => EntryPayload::Membership(read_membership(&mut r)?),
+        t => return Err(CodecError(format!("unknown entry payload tag {t} (entry version {version})"))),
     };
     r.finish("log entry")?;
     Ok(Entry { log_id, payload })
@@ -423,12 +436,14 @@ pub fn decode_entry_log_id(b: &[u8]) -> std::result::Result<LogId<u64>, CodecErr
     read_log_id(&mut r)
 }
 
-/// An entry's version byte: [`FORMAT_VERSION`] or [`ENTRY_PARTS_VERSION`].
+/// An entry's version byte: [`FORMAT_VERSION`], [`ENTRY_PARTS_VERSION`] or
+/// [`ENTRY_REFS_VERSION`].
 fn entry_version(r: &mut Reader<'_>) -> Result<u8> {
     match r.u8("log entry")? {
-        v @ (FORMAT_VERSION | ENTRY_PARTS_VERSION) => Ok(v),
+        v @ (FORMAT_VERSION | ENTRY_PARTS_VERSION | ENTRY_REFS_VERSION) => Ok(v),
         v => Err(CodecError(format!(
-            "unknown log entry version {v} (expected {FORMAT_VERSION} or {ENTRY_PARTS_VERSION})"
+            "unknown log entry version {v} (expected {FORMAT_VERSION} to {ENTRY_REFS_VERSION}; \
+             written by a newer Aion?)"
         ))),
     }
 }
@@ -464,10 +479,14 @@ mod tests {
             ]),
         );
         let merged = ShardWrite::merge(&[ShardWrite::from(batch()), ShardWrite::from(batch())]).unwrap();
+        let named = ShardWrite::from(batch()).name_by_ref(|_, p| Some(vec![Some(12345); p.len()]));
+        let named_merged = ShardWrite::merge(&[named.clone(), ShardWrite::from(batch())]).unwrap();
         let payloads = [
             EntryPayload::Blank,
             EntryPayload::Normal(ShardWrite::from(batch())),
             EntryPayload::Normal(merged),
+            EntryPayload::Normal(named),
+            EntryPayload::Normal(named_merged),
             EntryPayload::Membership(m),
         ];
         let mut buf = Vec::new();
@@ -485,7 +504,29 @@ mod tests {
             assert_eq!(d.log_id, id);
             assert_eq!(decode_entry_log_id(&buf).unwrap(), id);
             assert_eq!(format!("{:?}", d.payload), format!("{:?}", e.payload));
+            if let (EntryPayload::Normal(a), EntryPayload::Normal(b)) = (&d.payload, &e.payload) {
+                assert_eq!(a, b);
+                assert_eq!(buf[0] == ENTRY_REFS_VERSION, b.names_refs());
+            }
         }
+    }
+
+    #[test]
+    fn version_3_is_only_for_writes_by_ref() {
+        let id = LogId::new(openraft::CommittedLeaderId::new(1, 1), 1);
+        let e = Entry::<TypeConfig> { log_id: id, payload: EntryPayload::Blank };
+        let mut buf = Vec::new();
+        encode_entry(&e, &mut buf);
+        assert_eq!(buf[0], FORMAT_VERSION);
+        buf[0] = ENTRY_REFS_VERSION;
+        assert!(decode_entry(&buf).unwrap_err().0.contains("unknown entry payload tag 0"));
+        buf[0] = 4;
+        assert!(decode_entry(&buf).unwrap_err().0.contains("unknown log entry version 4"));
+        // A plain write read as a ref-form one fails its framing check, not a panic.
+        let e = Entry::<TypeConfig> { log_id: id, payload: EntryPayload::Normal(ShardWrite::from(batch())) };
+        encode_entry(&e, &mut buf);
+        buf[0] = ENTRY_REFS_VERSION;
+        assert!(decode_entry(&buf).is_err());
     }
 
     #[test]

@@ -105,3 +105,61 @@ impl ShardRaftStats {
         });
     }
 }
+
+/// Counters of a node's outgoing Raft `AppendEntries` traffic, over all
+/// shards and peers (one per [`ChannelPool`](super::network::ChannelPool)):
+/// shard-level requests and the gRPC calls that carried them, so
+/// `rpcs / requests` is the effect of batching per peer.
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    append_requests: AtomicU64,
+    append_heartbeats: AtomicU64,
+    append_entries: AtomicU64,
+    append_rpcs: AtomicU64,
+    append_batch_rpcs: AtomicU64,
+}
+
+impl TransportStats {
+    /// Counts one shard's `AppendEntries` request carrying `entries` log
+    /// entries (0: a heartbeat).
+    pub fn request(&self, entries: usize) {
+        self.append_requests.fetch_add(1, Ordering::Relaxed);
+        self.append_entries.fetch_add(entries as u64, Ordering::Relaxed);
+        if entries == 0 {
+            self.append_heartbeats.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one gRPC call carrying appends; `batched`: an `AppendBatch`.
+    pub fn rpc(&self, batched: bool) {
+        self.append_rpcs.fetch_add(1, Ordering::Relaxed);
+        if batched {
+            self.append_batch_rpcs.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Shard-level `AppendEntries` requests sent (heartbeats included).
+    pub fn append_requests(&self) -> u64 {
+        self.append_requests.load(Ordering::Relaxed)
+    }
+
+    /// Of [`Self::append_requests`], those without entries (heartbeats).
+    pub fn append_heartbeats(&self) -> u64 {
+        self.append_heartbeats.load(Ordering::Relaxed)
+    }
+
+    /// Log entries sent in `AppendEntries` requests.
+    pub fn append_entries(&self) -> u64 {
+        self.append_entries.load(Ordering::Relaxed)
+    }
+
+    /// gRPC calls that carried `AppendEntries` (unary and batched).
+    pub fn append_rpcs(&self) -> u64 {
+        self.append_rpcs.load(Ordering::Relaxed)
+    }
+
+    /// Of [`Self::append_rpcs`], the `AppendBatch` calls.
+    pub fn append_batch_rpcs(&self) -> u64 {
+        self.append_batch_rpcs.load(Ordering::Relaxed)
+    }
+}

@@ -10,8 +10,20 @@
 //! call exceeding its TTL is a [`Timeout`], anything else on the wire is a
 //! [`NetworkError`], and an error the peer's Raft returned is a
 //! [`RemoteError`].
+//!
+//! `AppendEntries` of all shards to one peer are coalesced
+//! ([`append_batch`]): one `Raft.AppendBatch` call in flight per peer, the
+//! requests that queue behind it go together as the next call, each caller
+//! getting its own reply within its own TTL. Setting the environment
+//! variable `AION_RAFT_APPEND_BATCH=off` sends every `AppendEntries` unary
+//! (diagnostics; a peer without `AppendBatch` is detected by itself).
 
+mod append_batch;
+mod coalesce;
+
+use super::metrics::TransportStats;
 use super::{wire, NodeId, ShardId, TypeConfig};
+use append_batch::{AppendItem, AppendPeer, AppendResult};
 use aion_proto::ingester::raft_client::RaftClient;
 use aion_proto::ingester::{raft_reply, RaftReply, RaftRequest};
 use openraft::error::{
@@ -74,16 +86,58 @@ pub enum TransportError {
 }
 
 /// One lazily connected [`Channel`] per peer address, shared by every shard
-/// of a host (cloning is cheap: the pool is reference counted).
-#[derive(Clone, Default)]
+/// of a host (cloning is cheap: the pool is reference counted), and the
+/// per-peer `AppendEntries` coalescers.
+#[derive(Clone)]
 pub struct ChannelPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    appends: Arc<Mutex<HashMap<String, AppendPeer>>>,
+    stats: Arc<TransportStats>,
+    batching: bool,
+}
+
+impl Default for ChannelPool {
+    fn default() -> Self {
+        let off = std::env::var("AION_RAFT_APPEND_BATCH").is_ok_and(|v| matches!(v.as_str(), "off" | "0" | "false"));
+        Self::with_batching(!off)
+    }
 }
 
 impl ChannelPool {
-    /// An empty pool.
+    /// An empty pool (append batching on unless `AION_RAFT_APPEND_BATCH=off`).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty pool; `batching` false sends every `AppendEntries` unary.
+    pub fn with_batching(batching: bool) -> Self {
+        Self {
+            channels: Arc::default(),
+            appends: Arc::default(),
+            stats: Arc::default(),
+            batching,
+        }
+    }
+
+    /// Counters of this node's outgoing `AppendEntries` traffic.
+    pub fn stats(&self) -> &Arc<TransportStats> {
+        &self.stats
+    }
+
+    /// The `AppendEntries` coalescer of `addr`, started on first use (on
+    /// the current tokio runtime); `None` when batching is off.
+    fn append_peer(&self, addr: &str) -> Result<Option<AppendPeer>, TransportError> {
+        if !self.batching {
+            return Ok(None);
+        }
+        let channel = self.channel(addr)?;
+        let mut peers = self.appends.lock();
+        if let Some(p) = peers.get(addr).filter(|p| p.is_running()) {
+            return Ok(Some(p.clone()));
+        }
+        let peer = AppendPeer::spawn(channel, Arc::clone(&self.stats));
+        peers.insert(addr.to_string(), peer.clone());
+        Ok(Some(peer))
     }
 
     /// The channel to `addr` (`host:port`), created on first use. The
@@ -143,6 +197,8 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
             target,
             addr: node.addr.clone(),
             client: self.pool.channel(&node.addr).map(RaftClient::new),
+            appends: self.pool.append_peer(&node.addr).ok().flatten(),
+            pool: self.pool.clone(),
         }
     }
 }
@@ -153,6 +209,8 @@ pub struct GrpcNetwork {
     target: NodeId,
     addr: String,
     client: Result<RaftClient<Channel>, TransportError>,
+    appends: Option<AppendPeer>,
+    pool: ChannelPool,
 }
 
 /// Which RPC of the `Raft` service to call.
@@ -227,10 +285,37 @@ impl GrpcNetwork {
             Ok(Err(status)) => return Err(self.status_err(rpc, ttl, status)),
             Ok(Ok(r)) => r.into_inner(),
         };
-        self.decode(reply)
+        self.decode(rpc, ttl, reply)
     }
 
-    fn decode<Resp, E>(&self, reply: RaftReply) -> Result<Resp, RpcErr<E>>
+    /// Sends an encoded `AppendEntries` through the peer's coalescer,
+    /// waiting at most `ttl` (queueing included).
+    async fn call_batched<Resp, E>(
+        &self,
+        peer: &AppendPeer,
+        payload: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Resp, RpcErr<E>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let deadline = tokio::time::Instant::now() + ttl;
+        let item = AppendItem { shard: self.shard, payload, deadline };
+        let result: AppendResult = match tokio::time::timeout(ttl, peer.call(item)).await {
+            Err(_) => return Err(self.timeout(Rpc::Append, ttl)),
+            Ok(None) => Err(tonic::Status::unavailable("append coalescer stopped")),
+            Ok(Some(r)) => r,
+        };
+        match result {
+            Ok(reply) => self.decode(Rpc::Append, ttl, reply),
+            Err(status) => Err(self.status_err(Rpc::Append, ttl, status)),
+        }
+    }
+
+    /// Decodes a reply to `rpc` (a batch item's `failed` status maps as the
+    /// same status of a unary call would).
+    fn decode<Resp, E>(&self, rpc: Rpc, ttl: Duration, reply: RaftReply) -> Result<Resp, RpcErr<E>>
     where
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
@@ -243,6 +328,10 @@ impl GrpcNetwork {
                 let e: RaftError<NodeId, E> =
                     serde_json::from_slice(&b).map_err(|e| self.codec_err(e))?;
                 Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            Some(raft_reply::Result::Failed(f)) => {
+                let status = tonic::Status::new(tonic::Code::from_i32(f.code), f.message);
+                Err(self.status_err(rpc, ttl, status))
             }
             None => {
                 let err = TransportError::Call {
@@ -302,9 +391,21 @@ impl RaftNetwork<TypeConfig> for GrpcNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+        self.pool.stats.request(rpc.entries.len());
         let mut payload = Vec::with_capacity(256);
         wire::encode_append(&rpc, &mut payload);
-        self.call_raw(Rpc::Append, payload, option.hard_ttl()).await
+        let ttl = option.hard_ttl();
+        if self.appends.as_ref().is_some_and(|p| !p.is_running()) {
+            // Its driver stopped (a runtime shut down): a fresh one.
+            self.appends = self.pool.append_peer(&self.addr).ok().flatten();
+        }
+        match &self.appends {
+            Some(peer) if !peer.is_legacy() => self.call_batched(peer, payload, ttl).await,
+            _ => {
+                self.pool.stats.rpc(false);
+                self.call_raw(Rpc::Append, payload, ttl).await
+            }
+        }
     }
 
     async fn install_snapshot(
@@ -323,6 +424,10 @@ impl RaftNetwork<TypeConfig> for GrpcNetwork {
         self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod batch_tests;
 
 #[cfg(test)]
 mod tests {

@@ -51,8 +51,24 @@ pub trait ShardData: Send + Sync + 'static {
         log_id: &LogId<NodeId>,
         write: &ShardWrite,
     ) -> Result<Vec<AppendOutcome>, ModelError> {
-        let _ = log_id;
+        if write.names_refs() {
+            // Only a backend that overrides `known_series` makes such entries.
+            return Err(ModelError::Corruption(format!(
+                "log entry {log_id} names series by TSDB ref; this shard backend holds no refs"
+            )));
+        }
         write.to_batches().into_iter().map(|b| self.append(b)).collect()
+    }
+
+    /// Leader side, before proposing a write: the refs of series of
+    /// `tenant` (labels in the packed form) in the applied state, one per
+    /// series (`None`: not there), so the log entry names them by ref
+    /// (`docs/format/raft.md`, entry version 3). Only a backend whose state
+    /// assigns series refs in apply order (the TSDB) answers; default:
+    /// `None` (plain entries).
+    fn known_series(&self, tenant: &str, packed: &[&[u8]]) -> Option<Vec<Option<u64>>> {
+        let _ = (tenant, packed);
+        None
     }
 
     /// Notes a committed entry without data: blank (`membership` `None`)

@@ -131,6 +131,10 @@ impl ShardData for TsdbShardData {
         Ok(self.tsdb.apply_replicated_write(log_id.index, &applied, write)?)
     }
 
+    fn known_series(&self, tenant: &str, packed: &[&[u8]]) -> Option<Vec<Option<u64>>> {
+        self.tsdb.known_series(tenant, packed)
+    }
+
     fn apply_marker(
         &self,
         log_id: &LogId<NodeId>,

@@ -21,7 +21,7 @@
 use super::{Inner, Tsdb};
 use crate::codec::{put_bytes, put_uvarint, Reader};
 use crate::error::{IngesterError, Result};
-use crate::head::Head;
+use crate::head::{Head, SeriesKey};
 use crate::keys::{
     CF_CHUNKS, CF_HEAD, CF_META, CF_POSTINGS, CF_SERIES, CF_WAL, META_FORMAT_VERSION,
 };
@@ -35,6 +35,10 @@ use xxhash_rust::xxh3::xxh3_64;
 pub(crate) const META_RAFT_APPLIED: &[u8] = b"raft_applied";
 /// Meta key: the Raft layer's encoded membership (opaque to the TSDB).
 pub(crate) const META_RAFT_MEMBERSHIP: &[u8] = b"raft_membership";
+
+/// `reason` label of `aion_tsdb_samples_rejected` for samples of series named
+/// by a ref the replica does not hold for the entry's tenant.
+pub const BAD_REF_REASON: &str = "unknown_series_ref";
 
 /// Version byte of a state dump.
 const DUMP_VERSION: u8 = 1;
@@ -159,18 +163,47 @@ impl Inner {
     }
 
     /// Applies an encoded write, part by part (one outcome each), under one
-    /// head lock and one RocksDB write.
+    /// head lock and one RocksDB write. Samples of series named by a bad ref
+    /// are not stored; they are counted as rejected with reason
+    /// [`BAD_REF_REASON`] and logged.
     fn apply_encoded(&self, log_index: u64, w: &ShardWrite) -> Result<Vec<AppendOutcome>> {
         let mut outs = Vec::new();
+        let mut bad = 0;
         self.apply_with(log_index, 0, |head, writes| {
             let (tenant, mut series) = (w.tenant(), w.series());
             for n in w.part_sizes() {
-                let part = series.by_ref().take(n).map(|s| (s.packed_labels, s.samples));
+                let part = series.by_ref().take(n).map(|s| {
+                    let key = match s.series_ref {
+                        Some(r) => SeriesKey::Ref(r),
+                        None => SeriesKey::Packed(s.packed_labels),
+                    };
+                    (key, s.samples)
+                });
                 outs.push(head.apply_packed(tenant, part, writes));
             }
+            bad = writes.bad_ref_samples;
             AppendOutcome::default()
         })?;
+        if bad > 0 {
+            self.metrics
+                .samples_rejected
+                .get_or_create(&vec![("reason".to_string(), BAD_REF_REASON.to_string())])
+                .inc_by(bad);
+            tracing::error!(
+                log_index,
+                tenant = w.tenant(),
+                samples = bad,
+                "log entry names series by refs this replica does not hold for the tenant; their samples are not stored"
+            );
+        }
         Ok(outs)
+    }
+
+    /// See [`Tsdb::known_series`].
+    fn known_series(&self, tenant: &str, packed: &[&[u8]]) -> Option<Vec<Option<u64>>> {
+        let head = self.head.read();
+        let idx = head.tenants.get(tenant)?;
+        Some(head.lookup_packed_many(idx, packed))
     }
 
     /// Checkpoints, then dumps the persisted column families from one
@@ -310,6 +343,35 @@ impl Tsdb {
             .apply_replicated(log_index, applied, None, Some(Replicated::Encoded(write)))
     }
 
+    /// Leader side, before proposing `write`: the same write with every
+    /// series this TSDB's applied state holds for the tenant named by its
+    /// ref (`ShardWrite::name_by_ref`), so the log entry and every apply
+    /// skip its labels. Safe because such a series was created by a
+    /// committed entry with a lower index, and refs are assigned in apply
+    /// order: every replica applying the new entry holds it under that ref.
+    /// Takes the head's read lock.
+    pub fn name_known_series(&self, write: &ShardWrite) -> ShardWrite {
+        write.name_by_ref(|tenant, packed| self.known_series(tenant, packed))
+    }
+
+    /// The refs of series of `tenant` given by their labels in the packed
+    /// form, as this TSDB's applied state holds them (`None` when the tenant
+    /// has no series): the look-up of [`Tsdb::name_known_series`] and
+    /// `ShardWrite::from_client_named`. Takes the head's read lock.
+    pub fn known_series(&self, tenant: &str, packed: &[&[u8]]) -> Option<Vec<Option<u64>>> {
+        self.inner.known_series(tenant, packed)
+    }
+
+    /// Samples of replicated entries not stored because they named a series
+    /// by a bad ref (see [`BAD_REF_REASON`]), since open.
+    pub fn bad_ref_samples(&self) -> u64 {
+        self.inner
+            .metrics
+            .samples_rejected
+            .get_or_create(&vec![("reason".to_string(), BAD_REF_REASON.to_string())])
+            .get()
+    }
+
     /// The Raft position as of now (right after open: as of the last checkpoint).
     pub fn replica_mark(&self) -> ReplicaMark {
         self.inner.replica.lock().clone()
@@ -347,6 +409,9 @@ impl Tsdb {
         self.inner.install_state(dump)
     }
 }
+
+#[cfg(test)]
+mod refs_test;
 
 #[cfg(test)]
 mod tests {

@@ -79,8 +79,10 @@ fn malformed(at: usize, what: &str) -> CodecError {
     CodecError(format!("malformed write batch at byte {at}: {what}"))
 }
 
-/// Checks `b` at level `check`; returns its series and sample counts.
-pub(super) fn validate(b: &[u8], check: Check) -> Result<Counts, CodecError> {
+/// Checks `b` at level `check`; returns its series and sample counts. With
+/// `refs`, `b` is the series-by-ref form: each series starts with a
+/// `uvarint` ref, `0` meaning its labels follow.
+pub(super) fn validate(b: &[u8], check: Check, refs: bool) -> Result<Counts, CodecError> {
     let mut c = Cur { b, pos: 0 };
     let tn = c.uvarint().ok_or_else(|| malformed(0, "tenant length"))? as usize;
     let tenant = c.take(tn).ok_or_else(|| malformed(c.pos, "truncated tenant"))?;
@@ -90,7 +92,10 @@ pub(super) fn validate(b: &[u8], check: Check) -> Result<Counts, CodecError> {
     let n = c.count(2).ok_or_else(|| malformed(c.pos, "series count"))?;
     let mut samples = 0u64;
     for _ in 0..n {
-        series(&mut c, check)?;
+        let named = refs && c.uvarint().ok_or_else(|| malformed(c.pos, "series ref"))? != 0;
+        if !named {
+            series(&mut c, check)?;
+        }
         let ns = c.count(9).ok_or_else(|| malformed(c.pos, "sample count"))?;
         for _ in 0..ns {
             c.uvarint().ok_or_else(|| malformed(c.pos, "timestamp delta"))?;
@@ -102,6 +107,16 @@ pub(super) fn validate(b: &[u8], check: Check) -> Result<Counts, CodecError> {
         return Err(CodecError(format!("{} trailing bytes after write batch", b.len() - c.pos)));
     }
     Ok(Counts { series: n, samples })
+}
+
+/// Checks one series' whole label section (packed form) at level `check`.
+pub(super) fn check_labels(section: &[u8], check: Check) -> Result<(), CodecError> {
+    let mut c = Cur { b: section, pos: 0 };
+    series(&mut c, check)?;
+    if c.pos != section.len() {
+        return Err(malformed(c.pos, "bytes after the labels"));
+    }
+    Ok(())
 }
 
 /// Checks one series' label section.
@@ -183,22 +198,22 @@ mod tests {
     fn levels_check_what_they_promise() {
         let ok = one_series(b"job", "caf\u{e9}".as_bytes(), 3);
         for check in [Check::Framing, Check::Full, Check::Client] {
-            let c = validate(&ok, check).unwrap();
+            let c = validate(&ok, check, false).unwrap();
             assert_eq!((c.series, c.samples), (1, 3));
         }
         let long = "x".repeat(200);
-        assert!(validate(&one_series(long.as_bytes(), b"v", 1), Check::Client).is_ok());
+        assert!(validate(&one_series(long.as_bytes(), b"v", 1), Check::Client, false).is_ok());
         let bad_utf8 = one_series(b"job", &[0xff, 0x41], 1);
-        assert!(validate(&bad_utf8, Check::Framing).is_ok());
-        assert!(validate(&bad_utf8, Check::Full).unwrap_err().0.contains("UTF-8"));
+        assert!(validate(&bad_utf8, Check::Framing, false).is_ok());
+        assert!(validate(&bad_utf8, Check::Full, false).unwrap_err().0.contains("UTF-8"));
         let empty = one_series(b"job", b"", 1);
-        assert!(validate(&empty, Check::Full).is_ok());
-        assert!(validate(&empty, Check::Client).unwrap_err().0.contains("empty label"));
+        assert!(validate(&empty, Check::Full, false).is_ok());
+        assert!(validate(&empty, Check::Client, false).unwrap_err().0.contains("empty label"));
         for cut in 0..ok.len() {
-            assert!(validate(&ok[..cut], Check::Framing).is_err(), "cut at {cut}");
+            assert!(validate(&ok[..cut], Check::Framing, false).is_err(), "cut at {cut}");
         }
         let mut trailing = ok.clone();
         trailing.push(0);
-        assert!(validate(&trailing, Check::Framing).unwrap_err().0.contains("trailing"));
+        assert!(validate(&trailing, Check::Framing, false).unwrap_err().0.contains("trailing"));
     }
 }
