@@ -65,6 +65,9 @@ struct QueryArgs {
     /// Aion config file (should allow 24 h old samples, e.g. bench/aion-bench.yaml).
     #[arg(long)]
     aion_config: Option<PathBuf>,
+    /// Shards of the `aion-cluster` target (3 ingesters, RF 3).
+    #[arg(long, default_value_t = target::cluster::DEFAULT_SHARDS)]
+    aion_shards: u32,
     /// Use a running Aion instead: its remote-write URL (e.g. a distributor's /api/v1/push).
     #[arg(long, requires = "aion_api")]
     aion_push: Option<String>,
@@ -95,6 +98,7 @@ async fn query_bench(a: QueryArgs) -> Result<bool> {
         targets,
         aion_bin: a.aion_bin.unwrap_or_else(default_aion_bin),
         aion_config: a.aion_config,
+        aion_shards: a.aion_shards,
         prometheus_bin: a.prometheus_bin,
         vm_bin: a.vm_bin,
         aion_external,
@@ -138,6 +142,9 @@ struct IngestArgs {
     /// Optional Aion config file.
     #[arg(long)]
     aion_config: Option<PathBuf>,
+    /// Shards of the `aion-rf3` target (3 ingesters, RF 3).
+    #[arg(long, default_value_t = target::cluster::DEFAULT_SHARDS)]
+    aion_shards: u32,
     /// The Prometheus binary.
     #[arg(long, default_value = "/usr/bin/prometheus")]
     prometheus_bin: PathBuf,
@@ -221,6 +228,7 @@ async fn ingest(a: IngestArgs) -> Result<bool> {
             kind,
             bin,
             config_file: a.aion_config.clone(),
+            shards: a.aion_shards,
         });
     }
     let workload = build_workload(&a.load)?;

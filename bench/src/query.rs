@@ -38,6 +38,8 @@ pub struct QueryBenchConfig {
     pub aion_bin: PathBuf,
     /// Aion config file (limits off for old samples).
     pub aion_config: Option<PathBuf>,
+    /// Shards of the Aion cluster target.
+    pub aion_shards: u32,
     /// Prometheus binary.
     pub prometheus_bin: PathBuf,
     /// VictoriaMetrics binary.
@@ -115,7 +117,7 @@ async fn start_endpoint(cfg: &QueryBenchConfig, kind: target::Kind) -> Result<En
         target::Kind::Prometheus => cfg.prometheus_bin.clone(),
         target::Kind::VictoriaMetrics => cfg.vm_bin.clone(),
     };
-    let spec = target::TargetSpec { kind, bin, config_file: cfg.aion_config.clone() };
+    let spec = target::TargetSpec { kind, bin, config_file: cfg.aion_config.clone(), shards: cfg.aion_shards };
     let running = target::start(&spec).await?;
     let api_path = running.query_path.trim_end_matches("/query");
     let name = if kind == target::Kind::AionRf3 { "aion-cluster" } else { kind.name() };

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod cluster;
+pub mod cluster;
 
 /// Which system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +63,8 @@ pub struct TargetSpec {
     pub bin: PathBuf,
     /// Optional config file (Aion only: passed as `--config.file`).
     pub config_file: Option<PathBuf>,
+    /// Shards of the Aion cluster target (`--ingester.shards`).
+    pub shards: u32,
 }
 
 /// What a process of a target does; decides whether its CPU and RSS count.

@@ -172,6 +172,14 @@ pub trait Queryable: Send + Sync {
     fn pushdown(&self, _tenant: &TenantId, _req: &PushdownRequest) -> Option<Result<Vec<PartialSeries>, StorageError>> {
         None
     }
+
+    /// Whether [`Queryable::pushdown`] may answer at all (it can still
+    /// decline a request). Lets the engine send the two sides of a binary
+    /// operator concurrently without spending a thread on a store that
+    /// never pushes down.
+    fn may_push_down(&self) -> bool {
+        false
+    }
 }
 
 /// A partial aggregation to evaluate on every part of a partitioned store:

@@ -1,5 +1,5 @@
 //! The Aion RF 3 cluster target: three `aion --target=ingester` processes
-//! (16 shards, replication factor 3), one `--target=distributor` that receives
+//! (16 shards by default, replication factor 3), one `--target=distributor` that receives
 //! the remote writes, and one `--target=querier` that only answers the
 //! verification query (its CPU and RSS are not counted). The flags are those
 //! of `deploy/local/cluster.sh`.
@@ -9,8 +9,8 @@ use crate::error::Result;
 use crate::http::Url;
 use std::path::Path;
 
-/// Shards of the benchmark cluster (as in `deploy/local/cluster.sh`).
-const SHARDS: u32 = 16;
+/// Default shards of the benchmark cluster (as in `deploy/local/cluster.sh`).
+pub const DEFAULT_SHARDS: u32 = 16;
 /// Replication factor of the benchmark cluster.
 const REPLICATION_FACTOR: u32 = 3;
 /// Ingesters in the benchmark cluster.
@@ -37,7 +37,7 @@ fn local_url(port: u16, path: &str) -> Url {
 fn common_flags(peers: &str, spec: &TargetSpec, data: &Path) -> Vec<String> {
     let mut a = vec![
         peers.to_string(),
-        format!("--ingester.shards={SHARDS}"),
+        format!("--ingester.shards={}", spec.shards),
         format!("--data.dir={}", data.display()),
         "--log.format=text".into(),
         "--log.level=warn".into(),

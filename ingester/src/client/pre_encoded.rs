@@ -10,6 +10,7 @@ use aion_model::storage::WriteBatch;
 use aion_proto::ingester as pb;
 use bytes::{Buf, BufMut, Bytes};
 use prost::Message;
+use std::marker::PhantomData;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
@@ -19,18 +20,20 @@ use tonic::Status;
 pub(super) const PUSH_PATH: &str = "/aion.ingester.Ingester/Push";
 /// gRPC path of the PushEncoded method.
 pub(super) const PUSH_ENCODED_PATH: &str = "/aion.ingester.Ingester/PushEncoded";
+/// gRPC path of the PushEncodedMulti method.
+pub(super) const PUSH_ENCODED_MULTI_PATH: &str = "/aion.ingester.Ingester/PushEncodedMulti";
 
-/// Sends pre-encoded request bytes; decodes a [`pb::PushResponse`].
-#[derive(Debug, Clone, Copy, Default)]
-struct PreEncodedPushCodec;
+/// Sends pre-encoded request bytes; decodes a `T` (the method's answer).
+#[derive(Debug, Clone, Copy)]
+struct PreEncodedCodec<T>(PhantomData<fn() -> T>);
 
 /// Writes the bytes as they are.
 #[derive(Debug, Clone, Copy, Default)]
 struct BytesEncoder;
 
-/// Decodes a [`pb::PushResponse`] with prost.
-#[derive(Debug, Clone, Copy, Default)]
-struct PushResponseDecoder;
+/// Decodes a `T` with prost.
+#[derive(Debug, Clone, Copy)]
+struct ProstDecoder<T>(PhantomData<fn() -> T>);
 
 impl Encoder for BytesEncoder {
     type Item = Bytes;
@@ -42,30 +45,30 @@ impl Encoder for BytesEncoder {
     }
 }
 
-impl Decoder for PushResponseDecoder {
-    type Item = pb::PushResponse;
+impl<T: Message + Default + Send + 'static> Decoder for ProstDecoder<T> {
+    type Item = T;
     type Error = Status;
 
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<pb::PushResponse>, Status> {
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<T>, Status> {
         let len = src.remaining();
-        pb::PushResponse::decode(src.copy_to_bytes(len))
+        T::decode(src.copy_to_bytes(len))
             .map(Some)
-            .map_err(|e| Status::internal(format!("undecodable PushResponse: {e}")))
+            .map_err(|e| Status::internal(format!("undecodable Push answer: {e}")))
     }
 }
 
-impl Codec for PreEncodedPushCodec {
+impl<T: Message + Default + Send + 'static> Codec for PreEncodedCodec<T> {
     type Encode = Bytes;
-    type Decode = pb::PushResponse;
+    type Decode = T;
     type Encoder = BytesEncoder;
-    type Decoder = PushResponseDecoder;
+    type Decoder = ProstDecoder<T>;
 
     fn encoder(&mut self) -> BytesEncoder {
         BytesEncoder
     }
 
-    fn decoder(&mut self) -> PushResponseDecoder {
-        PushResponseDecoder
+    fn decoder(&mut self) -> ProstDecoder<T> {
+        ProstDecoder(PhantomData)
     }
 }
 
@@ -90,10 +93,32 @@ pub(super) fn encode_push_batch(shard: u64, batch: &WriteBatch) -> Bytes {
 /// One call of the Push method at `path` (Push or PushEncoded) over
 /// `channel` with the pre-encoded request `body`.
 pub(super) async fn push_encoded(channel: Channel, path: &'static str, body: Bytes) -> Result<pb::PushResponse, Status> {
+    call(channel, path, body).await
+}
+
+/// A `PushEncodedMultiRequest` whose shard batches are the already encoded
+/// `PushEncodedRequest`s `bodies` (each one field-1 entry of the message).
+pub(super) fn encode_push_multi<'a>(bodies: impl IntoIterator<Item = &'a Bytes>) -> Bytes {
+    let mut out = Vec::new();
+    for body in bodies {
+        out.push(0x0a); // field 1, length-delimited
+        prost::encoding::encode_varint(body.len() as u64, &mut out);
+        out.extend_from_slice(body);
+    }
+    Bytes::from(out)
+}
+
+/// One `PushEncodedMulti` call over `channel` with the pre-encoded request `body`.
+pub(super) async fn push_encoded_multi(channel: Channel, body: Bytes) -> Result<pb::PushEncodedMultiResponse, Status> {
+    call(channel, PUSH_ENCODED_MULTI_PATH, body).await
+}
+
+/// One unary call of the method at `path` with the pre-encoded request `body`.
+async fn call<T: Message + Default + Send + 'static>(channel: Channel, path: &'static str, body: Bytes) -> Result<T, Status> {
     let mut grpc = tonic::client::Grpc::new(channel)
         .max_decoding_message_size(super::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(super::MAX_MESSAGE_BYTES);
     grpc.ready().await.map_err(|e| Status::unavailable(format!("ingester connection not ready: {e}")))?;
     let path = PathAndQuery::from_static(path);
-    Ok(grpc.unary(tonic::Request::new(body), path, PreEncodedPushCodec).await?.into_inner())
+    Ok(grpc.unary(tonic::Request::new(body), path, PreEncodedCodec::<T>(PhantomData)).await?.into_inner())
 }

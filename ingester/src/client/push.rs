@@ -13,6 +13,10 @@
 //! silently. `INVALID_ARGUMENT` is final.
 
 use super::pre_encoded::{encode_push, encode_push_batch, push_encoded, PUSH_ENCODED_PATH, PUSH_PATH};
+
+mod multi;
+
+pub use multi::MultiSupport;
 use super::{ClientError, ClusterClient};
 use bytes::Bytes;
 use crate::raft::ShardId;
@@ -130,7 +134,20 @@ impl ClusterClient {
         policy: &RetryPolicy,
     ) -> Result<PushReport, ClientError> {
         let deadline = Instant::now() + policy.deadline;
-        let mut report = PushReport::default();
+        self.push_body_until(shard, path, body, policy, deadline, PushReport::default()).await
+    }
+
+    /// [`Self::push_body`] ending at `deadline`, counting on from `report`
+    /// (what earlier tries of this batch, e.g. a multi-shard call, took).
+    pub(super) async fn push_body_until(
+        &self,
+        shard: ShardId,
+        path: &'static str,
+        body: Bytes,
+        policy: &RetryPolicy,
+        deadline: Instant,
+        mut report: PushReport,
+    ) -> Result<PushReport, ClientError> {
         let mut redirect: Option<String> = None;
         // Addresses that failed this request: not chosen again while another
         // candidate is left (a refresh may re-install a dead leader for as

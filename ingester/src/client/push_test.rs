@@ -35,6 +35,10 @@ struct Script {
     pushes: Mutex<Vec<(u64, u64, Vec<Labels>)>>,
     /// Shard count advertised.
     shards: AtomicU64,
+    /// Answer `PushEncodedMulti` with UNIMPLEMENTED (an older ingester).
+    no_multi: std::sync::atomic::AtomicBool,
+    /// `PushEncodedMulti` calls served.
+    multi_calls: AtomicU64,
 }
 
 struct FakeIngester {
@@ -92,6 +96,31 @@ impl Ingester for FakeIngester {
         let series = crate::grpc::convert::write_batch_to_pb(&batch);
         let push = pb::PushRequest { shard: req.shard, tenant: batch.tenant.to_string(), series };
         self.push(Request::new(push)).await
+    }
+
+    /// Each shard batch as its own `push_encoded` (or UNIMPLEMENTED when scripted).
+    async fn push_encoded_multi(
+        &self,
+        r: Request<pb::PushEncodedMultiRequest>,
+    ) -> Result<Response<pb::PushEncodedMultiResponse>, Status> {
+        self.script.multi_calls.fetch_add(1, Ordering::SeqCst);
+        if self.script.no_multi.load(Ordering::SeqCst) {
+            return Err(Status::unimplemented("old ingester"));
+        }
+        let mut shards = Vec::new();
+        for req in r.into_inner().shards {
+            let shard = req.shard;
+            shards.push(match self.push_encoded(Request::new(req)).await {
+                Ok(resp) => pb::ShardPushAnswer { shard, response: Some(resp.into_inner()), ..Default::default() },
+                Err(st) => pb::ShardPushAnswer {
+                    shard,
+                    response: None,
+                    status_code: st.code() as i32,
+                    status_message: st.message().to_string(),
+                },
+            });
+        }
+        Ok(Response::new(pb::PushEncodedMultiResponse { shards }))
     }
 
     type SelectStream = SelectStream;
@@ -254,4 +283,50 @@ async fn router_places_series_by_ring_and_sums_outcomes() {
     let r = router.clone();
     let err = tokio::task::spawn_blocking(move || r.append(batch(10))).await.unwrap().unwrap_err();
     assert!(matches!(err, StorageError::Unavailable(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_sends_one_multi_call_per_leader_and_falls_back_per_shard() {
+    let (script, addrs) = fake_cluster(2, 8).await;
+    script.leader.store(2, Ordering::SeqCst);
+    script.advertised_leader.store(1, Ordering::SeqCst); // stale: node 1 answers NotLeader
+    let client = ClusterClient::new(seeds(&addrs, 2), 8, ClientConfig::default());
+    client.refresh().await;
+    let router = Arc::new(ShardRouter::new(client, fast_policy(), tokio::runtime::Handle::current(), RouterMetrics::default()));
+    let append = |n: usize| {
+        let r = router.clone();
+        async move { tokio::task::spawn_blocking(move || r.append(batch(n))).await.unwrap() }
+    };
+    // First request: one multi call to the stale leader, every shard redirected
+    // and re-sent on its own to node 2.
+    assert_eq!(append(200).await.unwrap().appended, 400);
+    assert_eq!(script.multi_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(script.pushes.lock().len(), 8);
+    // Second: the leaders are cached, so all 8 shard batches go in ONE call.
+    assert_eq!(append(200).await.unwrap().appended, 400);
+    assert_eq!(script.multi_calls.load(Ordering::SeqCst), 2);
+    let pushes = script.pushes.lock().clone();
+    assert_eq!(pushes.len(), 16);
+    assert!(pushes.iter().all(|p| p.0 == 2));
+    assert_eq!(pushes[8..].iter().map(|p| p.1).collect::<std::collections::BTreeSet<_>>().len(), 8);
+    // Retryable per-shard failures inside a multi call are retried per shard.
+    script.unavailable_first.store(3, Ordering::SeqCst);
+    assert_eq!(append(200).await.unwrap().appended, 400);
+    assert_eq!(script.pushes.lock().len(), 24);
+    // A node without the method (UNIMPLEMENTED) gets per-shard pushes, and
+    // is not asked again.
+    script.no_multi.store(true, Ordering::SeqCst);
+    assert_eq!(append(200).await.unwrap().appended, 400);
+    assert_eq!(append(200).await.unwrap().appended, 400);
+    assert_eq!(script.pushes.lock().len(), 40);
+    assert_eq!(script.multi_calls.load(Ordering::SeqCst), 4, "one UNIMPLEMENTED, then never asked");
+    // A non-retryable answer inside the call is final (HTTP 500, not retried).
+    script.no_multi.store(false, Ordering::SeqCst);
+    script.invalid.store(true, Ordering::SeqCst);
+    let client = ClusterClient::new(seeds(&addrs, 2), 8, ClientConfig::default());
+    client.refresh().await;
+    let fresh = Arc::new(ShardRouter::new(client, fast_policy(), tokio::runtime::Handle::current(), RouterMetrics::default()));
+    let err = tokio::task::spawn_blocking(move || fresh.append(batch(200))).await.unwrap().unwrap_err();
+    assert!(matches!(err, StorageError::Io(_)), "{err}");
+    assert_eq!(script.multi_calls.load(Ordering::SeqCst), 5);
 }

@@ -1,6 +1,6 @@
 //! [`ShardRouter`]: the distributor's [`Appender`] in a cluster. It splits a
 //! tenant's write batch by owning shard ([`ShardRing`]), pushes the shard
-//! batches in parallel to their leaders ([`ClusterClient::push_shard`]) and
+//! batches in parallel to their leaders ([`ClusterClient::push_shard_batches`]) and
 //! succeeds only when every shard batch committed.
 //!
 //! Outcome mapping: the shards' counts are summed; their rejection messages
@@ -16,7 +16,7 @@
 
 use super::metrics::{FailureLabels, RouterMetrics, ShardLabel};
 use super::placement::ShardRing;
-use super::push::{PushReport, RetryPolicy};
+use super::push::{MultiSupport, PushReport, RetryPolicy};
 use super::{ClientError, ClusterClient};
 use crate::raft::ShardId;
 use aion_model::labels::Labels;
@@ -32,6 +32,7 @@ pub struct ShardRouter {
     policy: RetryPolicy,
     runtime: tokio::runtime::Handle,
     metrics: RouterMetrics,
+    multi: MultiSupport,
 }
 
 impl std::fmt::Debug for ShardRouter {
@@ -51,7 +52,7 @@ impl ShardRouter {
         metrics: RouterMetrics,
     ) -> Self {
         let ring = ShardRing::new(client.shard_count());
-        Self { client, ring, policy, runtime, metrics }
+        Self { client, ring, policy, runtime, metrics, multi: MultiSupport::default() }
     }
 
     /// The placement ring in use.
@@ -79,17 +80,17 @@ impl ShardRouter {
         out
     }
 
-    /// Routes `batch`: every shard batch in parallel (`PushEncoded`, the
-    /// batch in the Raft codec); Ok only when all committed.
+    /// Routes `batch`: every shard batch in parallel in the Raft codec, the
+    /// batches of one leader in one `PushEncodedMulti` call (per-shard
+    /// `PushEncoded` for a lone batch, on retries and to nodes without it);
+    /// Ok only when all committed.
     pub async fn push(&self, batch: WriteBatch) -> Result<AppendOutcome, StorageError> {
         let batches = self.split(batch);
-        let calls = batches.iter().map(|(&shard, b)| async move {
-            let start = Instant::now();
-            let result = self.client.push_shard_batch(shard, b, &self.policy).await;
-            self.observe(shard, start, &result);
-            result
-        });
-        let results = futures::future::join_all(calls).await;
+        let start = Instant::now();
+        let results = self.client.push_shard_batches(&batches, &self.policy, &self.multi).await;
+        for (&shard, result) in batches.keys().zip(&results) {
+            self.observe(shard, start, result);
+        }
         let total = results.len();
         let mut outcome = AppendOutcome::default();
         let mut failures: Vec<ClientError> = Vec::new();

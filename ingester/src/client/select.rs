@@ -466,6 +466,11 @@ impl Queryable for FanOutQueryable {
         self.run(self.pushdown_async(tenant, req)).transpose()
     }
 
+    fn may_push_down(&self) -> bool {
+        let limited = self.config.max_fetched_series > 0 || self.config.max_fetched_chunk_bytes > 0;
+        self.config.aggregation_pushdown && !limited
+    }
+
     fn select(&self, tenant: &TenantId, hints: &SelectHints, matchers: &[Matcher]) -> Result<Vec<Series>, StorageError> {
         self.run(self.select_async(tenant, hints, matchers))
     }

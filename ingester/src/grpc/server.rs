@@ -170,6 +170,13 @@ impl<S: ShardData + ShardQuery> IngesterService<S> {
         }))
     }
 
+    /// One shard's `PushEncoded`: validated, named by ref, committed.
+    async fn push_encoded_one(&self, req: pb::PushEncodedRequest) -> Result<Response<pb::PushResponse>, Status> {
+        let shard = self.shard(req.shard)?;
+        let write = encoded_write(req, |t, p| shard.data.known_series(t, p))?;
+        self.commit_write(shard, write).await
+    }
+
     /// Like [`Self::read`]; with `follower_ok` a follower serves its applied
     /// state without confirming leadership (possibly stale).
     pub(super) async fn read_with<T, F>(&self, shard: ShardId, follower_ok: bool, f: F) -> Result<T, Status>
@@ -307,10 +314,29 @@ impl<S: ShardData + ShardQuery> Ingester for IngesterService<S> {
         &self,
         req: Request<pb::PushEncodedRequest>,
     ) -> Result<Response<pb::PushResponse>, Status> {
-        let req = req.into_inner();
-        let shard = self.shard(req.shard)?;
-        let write = encoded_write(req, |t, p| shard.data.known_series(t, p))?;
-        self.commit_write(shard, write).await
+        self.push_encoded_one(req.into_inner()).await
+    }
+
+    /// Every shard batch committed concurrently, each answered as its own
+    /// `PushEncoded` would be.
+    async fn push_encoded_multi(
+        &self,
+        req: Request<pb::PushEncodedMultiRequest>,
+    ) -> Result<Response<pb::PushEncodedMultiResponse>, Status> {
+        let calls = req.into_inner().shards.into_iter().map(|r| async move {
+            let shard = r.shard;
+            match self.push_encoded_one(r).await {
+                Ok(resp) => pb::ShardPushAnswer { shard, response: Some(resp.into_inner()), ..Default::default() },
+                Err(st) => pb::ShardPushAnswer {
+                    shard,
+                    response: None,
+                    status_code: st.code() as i32,
+                    status_message: st.message().to_string(),
+                },
+            }
+        });
+        let shards = futures::future::join_all(calls).await;
+        Ok(Response::new(pb::PushEncodedMultiResponse { shards }))
     }
 
 

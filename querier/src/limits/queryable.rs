@@ -131,6 +131,10 @@ impl Queryable for LimitedQueryable {
         let r = self.inner.pushdown(tenant, req)?;
         Some(r.and_then(|parts| self.count(parts.iter().map(|p| &p.labels)).map(|()| parts)))
     }
+
+    fn may_push_down(&self) -> bool {
+        self.inner.may_push_down()
+    }
 }
 
 #[cfg(test)]

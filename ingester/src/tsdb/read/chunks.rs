@@ -40,7 +40,7 @@ const MAX_SKIP_BEFORE_SEEK: usize = 8;
 const MIN_SKIP_BEFORE_SEEK: usize = 2;
 
 /// Encoded selections of at least this many series read RocksDB on two threads.
-const PARALLEL_READ_REFS: usize = 256;
+const PARALLEL_READ_REFS: usize = 32;
 
 /// Reads decoding at least this many chunk bytes use a second thread.
 const PARALLEL_DECODE_BYTES: usize = 256 * 1024;

@@ -1,6 +1,7 @@
 //! Aggregation operators, evaluated step by step over groups computed once
 //! per input series.
 
+use super::fused::FusedAgg;
 use super::{Evaluator, Out, Ser, Val};
 use crate::engine::functions::aggregate::{kahan_add, quantile, MeanAccumulator, VarianceAccumulator};
 use crate::engine::EngineError;
@@ -9,6 +10,9 @@ use promql_parser::parser::token::*;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 use std::cmp::Ordering;
 use std::collections::HashMap;
+
+/// Below this many points, fewer groups than twice the cores are folded on one thread.
+const FEW_GROUPS_SERIAL_POINTS: usize = 1 << 20;
 
 /// Running state of one group at one step.
 pub(super) enum Acc {
@@ -177,15 +181,27 @@ impl Evaluator<'_> {
         if let Some(out) = self.pushed_down(a)? {
             return Ok(Val::Vector(out));
         }
-        if let Some(out) = self.fused_range_agg(a)? {
-            return Ok(Val::Vector(out));
-        }
+        let inner = match self.fused_range_agg(a)? {
+            FusedAgg::Done(out) => return Ok(Val::Vector(out)),
+            FusedAgg::Inner(v) => Some(v),
+            FusedAgg::No => None,
+        };
+        self.aggregate_of(a, inner)
+    }
+
+    /// `a` over `inner`, the value of its expression when already evaluated
+    /// (else it is evaluated here).
+    pub(super) fn aggregate_of(&self, a: &AggregateExpr, inner: Option<Val>) -> Result<Val, EngineError> {
         let op = a.op.id();
         let param = match &a.param {
             Some(p) => Some(self.eval(p)?),
             None => None,
         };
-        let input = self.eval_vector(&a.expr)?;
+        let input = match inner {
+            Some(Val::Vector(v)) => v,
+            Some(_) => return Err(EngineError::Execution(format!("expected an instant vector expression, got {}", a.expr))),
+            None => self.eval_vector(&a.expr)?,
+        };
         let g = groups(&input, a.modifier.as_ref());
         let scalar_param = |name: &str| -> Result<Vec<f64>, EngineError> {
             match &param {
@@ -239,7 +255,12 @@ impl Evaluator<'_> {
         }
         members.retain(|(_, ms)| !ms.is_empty());
         self.check_deadline()?;
-        let work = input.iter().map(|s| s.points.len()).sum();
+        let points: usize = input.iter().map(|s| s.points.len()).sum();
+        // A few groups of a moderate input fold in well under a millisecond:
+        // not worth another fork and join (which, on busy cores, can wait a
+        // scheduler tick for the second thread).
+        let few = members.len() < 2 * super::parallel::cores() && points < FEW_GROUPS_SERIAL_POINTS;
+        let work = if few { 0 } else { points };
         let fold = GroupFold { op, input, start: self.start, interval: self.interval.max(1) };
         let mut out = super::parallel::par_map(members, work, |(gi, ms)| {
             let (first, drop_name, points) = fold.group(&ms);

@@ -47,8 +47,14 @@ impl Evaluator<'_> {
     pub(crate) fn eval_binary(&self, b: &BinaryExpr) -> Result<Val, EngineError> {
         let op = b.op.id();
         let ret_bool = b.return_bool();
-        let lhs = self.eval(&b.lhs)?;
-        let rhs = self.eval(&b.rhs)?;
+        let both = match self.pushed_down_pair(b)? {
+            Some(both) => Some(both),
+            None => self.fused_pair(b)?,
+        };
+        let (lhs, rhs) = match both {
+            Some(both) => both,
+            None => (self.eval(&b.lhs)?, self.eval(&b.rhs)?),
+        };
         match (lhs, rhs) {
             (Val::Scalar(l), Val::Scalar(r)) => Ok(Val::Scalar(
                 l.iter()

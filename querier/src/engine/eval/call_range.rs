@@ -138,6 +138,43 @@ impl WindowSweep<'_> {
         })
     }
 
+    /// [`WindowSweep::all`] for a function computed over many windows of a
+    /// series at once (`many(samples, windows, out)` appends one value per
+    /// window; windows are never empty).
+    fn all_many<F>(&self, series: Vec<(Ser, Option<ChunkSeries>)>, work: usize, many: F) -> Vec<Swept>
+    where
+        F: Fn(&[Sample], &[(usize, usize)], &mut Vec<f64>) + Sync,
+    {
+        let scratch = || (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        super::parallel::par_map_with(series, work, scratch, |(buf, steps, windows, values), (s, encoded)| {
+            let (pts, decoded) = match &encoded {
+                None => (&s.points, 0),
+                Some(c) => match decode_points(c, buf) {
+                    Ok(n) => (&*buf, n),
+                    Err(e) => return Swept { labels: s.labels, drop_name: s.drop_name, points: Err(e), decoded: 0 },
+                },
+            };
+            let points = self.windows(pts, steps, windows).map(|()| {
+                values.clear();
+                many(pts, windows, values);
+                steps.iter().zip(values.iter()).map(|(&t, &v)| Sample { t, v }).collect()
+            });
+            Swept { labels: s.labels, drop_name: s.drop_name, points, decoded }
+        })
+    }
+
+    /// The non-empty windows of `pts` over the steps: their step times into
+    /// `steps` and their index ranges into `windows` (both cleared first).
+    fn windows(&self, pts: &[Sample], steps: &mut Vec<i64>, windows: &mut Vec<(usize, usize)>) -> Result<(), EngineError> {
+        steps.clear();
+        windows.clear();
+        self.each_window(pts, |_, t, lo, hi| {
+            steps.push(t);
+            windows.push((lo, hi));
+            Ok(())
+        })
+    }
+
     /// The function's value at every step where the series `pts` has one.
     #[inline]
     fn series<K>(&self, pts: &[Sample], kernel: &mut K) -> Result<Vec<Sample>, EngineError>
@@ -159,17 +196,38 @@ impl WindowSweep<'_> {
         K: FnMut(&[Sample], &KernelArgs) -> Result<Option<f64>, EngineError>,
         S: FnMut(usize, i64, f64),
     {
+        let input = self.input;
+        let sc = |j: usize, i: usize| self.scalars.get(j).map_or(0.0, |v| v[i]);
+        self.each_window(pts, |i, t, lo, hi| {
+            let end = input.window_end(t);
+            let args = KernelArgs { range_start: end - input.range, range_end: end, t, s0: sc(0, i), s1: sc(1, i) };
+            if let Some(v) = kernel(&pts[lo..hi], &args)? {
+                sink(i, t, v);
+            }
+            Ok(())
+        })
+    }
+
+    /// Calls `f(step index, step time, lo, hi)` for every step whose window
+    /// `pts[lo..hi]` is not empty, in step order.
+    #[inline]
+    fn each_window<F>(&self, pts: &[Sample], mut f: F) -> Result<(), EngineError>
+    where
+        F: FnMut(usize, i64, usize, usize) -> Result<(), EngineError>,
+    {
         if Instant::now() >= self.deadline {
             return Err(EngineError::Timeout("query execution".into()));
         }
         let input = self.input;
-        let sc = |j: usize, i: usize| self.scalars.get(j).map_or(0.0, |v| v[i]);
         let (mut lo, mut hi) = (0usize, 0usize);
         for i in 0..self.steps {
             let t = self.start + i as i64 * self.interval;
             let end = input.window_end(t);
-            let w = if input.at.is_some() {
-                input.window(pts, end)
+            if input.at.is_some() {
+                // The same window at every step.
+                let start = pts.partition_point(|p| p.t <= end - input.range);
+                hi = pts.partition_point(|p| p.t <= end);
+                lo = start.min(hi);
             } else {
                 // Window ends only move forward: slide instead of searching.
                 while hi < pts.len() && pts[hi].t <= end {
@@ -178,14 +236,9 @@ impl WindowSweep<'_> {
                 while lo < hi && pts[lo].t <= end - input.range {
                     lo += 1;
                 }
-                &pts[lo..hi]
-            };
-            if w.is_empty() {
-                continue;
             }
-            let args = KernelArgs { range_start: end - input.range, range_end: end, t, s0: sc(0, i), s1: sc(1, i) };
-            if let Some(v) = kernel(w, &args)? {
-                sink(i, t, v);
+            if lo < hi {
+                f(i, t, lo, hi)?;
             }
         }
         Ok(())
@@ -222,6 +275,15 @@ impl Evaluator<'_> {
             return Ok(self.absent_over_time(&input, marg));
         }
         self.check_range_args(c, &scalars, &input)?;
+        self.sweep_range_call(c, &scalars, input)
+    }
+
+    /// The sweep of [`Evaluator::eval_range_call`] over an input already
+    /// read (plain windows, arguments checked): one output series per input
+    /// series with a value at some step.
+    pub(super) fn sweep_range_call(&self, c: &Call, scalars: &[Vec<f64>], input: RangeInput) -> Result<Val, EngineError> {
+        let name = c.func.name;
+        let matrix_idx = usize::from(name == "quantile_over_time");
         let keep_name = matches!(name, "last_over_time" | "first_over_time");
         let mut input = input;
         let mut encoded = std::mem::take(&mut input.encoded).into_iter();
@@ -229,7 +291,7 @@ impl Evaluator<'_> {
             std::mem::take(&mut input.series).into_iter().map(|s| (s, encoded.next().flatten())).collect();
         let sweep = WindowSweep {
             input: &input,
-            scalars: &scalars,
+            scalars,
             start: self.start,
             interval: self.interval,
             steps: self.steps(),
@@ -246,7 +308,7 @@ impl Evaluator<'_> {
                     move |w: &[Sample], a: &KernelArgs| Ok(r.window(w, a.range_start, a.range_end))
                 })
             }
-            "avg_over_time" => sweep.all(series, work, |_| |w: &[Sample], _: &KernelArgs| Ok(k::avg_over_time(w))),
+            "avg_over_time" => sweep.all_many(series, work, k::avg_over_time_many),
             "max_over_time" => sweep.all(series, work, |_| |w: &[Sample], _: &KernelArgs| Ok(k::max_over_time(w))),
             _ => {
                 let kernel = resolve_kernel(name)?;

@@ -10,14 +10,16 @@
 use super::aggregate::{group_key, Acc};
 use super::call_range::{is_range_function, resolve_kernel, KernelArgs, WindowSweep};
 use super::selector::{decode_points, ext_mode, RangeInput};
-use super::{Evaluator, Ser};
+use super::{Evaluator, Ser, Val};
 use crate::engine::functions::range as k;
 use crate::engine::EngineError;
 use aion_model::chunk::ChunkSeries;
 use aion_model::{Labels, Sample};
 use promql_parser::parser::token::*;
-use promql_parser::parser::{AggregateExpr, Expr};
+use promql_parser::parser::{AggregateExpr, Call, Expr, MatrixSelector};
 use std::collections::HashMap;
+
+mod pair;
 
 /// Range functions whose only argument is the range vector.
 fn fusable_function(name: &str) -> bool {
@@ -107,37 +109,62 @@ impl GroupSweep<'_> {
     }
 }
 
+/// What [`Evaluator::fused_range_agg`] did.
+pub(crate) enum FusedAgg {
+    /// The aggregation's result.
+    Done(Vec<Ser>),
+    /// Too few groups to fold in parallel: the aggregated expression's
+    /// value, computed series-parallel from the selection already read (so
+    /// the caller aggregates it the usual way without reading it again).
+    Inner(Val),
+    /// Not this shape: evaluate the usual way.
+    No,
+}
+
+/// `f(selector[range])` of a fusable aggregation `a`: the call and its selector.
+fn fusable_shape(a: &AggregateExpr) -> Option<(&Call, &MatrixSelector)> {
+    let op = a.op.id();
+    if a.param.is_some() || !matches!(op, T_SUM | T_AVG | T_MIN | T_MAX | T_COUNT | T_GROUP | T_STDDEV | T_STDVAR) {
+        return None;
+    }
+    let Expr::Call(c) = unwrap_parens(&a.expr) else { return None };
+    if !fusable_function(c.func.name) || c.args.args.len() != 1 {
+        return None;
+    }
+    let Expr::MatrixSelector(ms) = unwrap_parens(&c.args.args[0]) else { return None };
+    ext_mode(&ms.vs).is_none().then_some((c, ms))
+}
+
+/// Estimated cost of sweeping `input`: samples to look at plus steps per series.
+fn sweep_work(input: &RangeInput, steps: usize) -> usize {
+    let samples = |i: usize| match input.encoded.get(i).and_then(Option::as_ref) {
+        Some(c) => c.max_samples(),
+        None => input.series[i].points.len(),
+    };
+    (0..input.series.len()).map(samples).sum::<usize>() + input.series.len() * steps
+}
+
+/// True when `groups` are too few to fold in parallel for this much work
+/// (sweeping series in parallel is then faster).
+fn too_few_groups(groups: usize, work: usize) -> bool {
+    groups < 4 * super::parallel::cores() && work >= super::parallel::MIN_PARALLEL_WORK
+}
+
 impl Evaluator<'_> {
     /// `op by|without (…) (f(selector[range]))` evaluated fused (see the
-    /// module doc), or `None` when `a` has another shape or too few groups
-    /// to keep every core busy (then it is evaluated the usual way).
-    pub(crate) fn fused_range_agg(&self, a: &AggregateExpr) -> Result<Option<Vec<Ser>>, EngineError> {
+    /// module doc); see [`FusedAgg`] for the other outcomes.
+    pub(crate) fn fused_range_agg(&self, a: &AggregateExpr) -> Result<FusedAgg, EngineError> {
         let op = a.op.id();
-        if a.param.is_some() || !matches!(op, T_SUM | T_AVG | T_MIN | T_MAX | T_COUNT | T_GROUP | T_STDDEV | T_STDVAR) {
-            return Ok(None);
-        }
-        let Expr::Call(c) = unwrap_parens(&a.expr) else { return Ok(None) };
+        let Some((c, _)) = fusable_shape(a) else { return Ok(FusedAgg::No) };
         let name = c.func.name;
-        if !fusable_function(name) || c.args.args.len() != 1 {
-            return Ok(None);
-        }
-        let Expr::MatrixSelector(ms) = unwrap_parens(&c.args.args[0]) else { return Ok(None) };
-        if ext_mode(&ms.vs).is_some() {
-            return Ok(None);
-        }
         let mut input = self.range_input_lazy(&c.args.args[0])?;
         let (groups, members) = group_members(&input.series, a);
-        let encoded = std::mem::take(&mut input.encoded);
-        let samples = |i: usize| match encoded.get(i).and_then(Option::as_ref) {
-            Some(c) => c.max_samples(),
-            None => input.series[i].points.len(),
-        };
         let steps = self.steps();
-        let work = (0..input.series.len()).map(samples).sum::<usize>() + input.series.len() * steps;
-        if groups.len() < 4 * super::parallel::cores() && work >= super::parallel::MIN_PARALLEL_WORK {
-            // Too few groups to spread over the cores: sweep series in parallel instead.
-            return Ok(None);
+        let work = sweep_work(&input, steps);
+        if too_few_groups(groups.len(), work) {
+            return Ok(FusedAgg::Inner(self.sweep_range_call(c, &[], input)?));
         }
+        let encoded = std::mem::take(&mut input.encoded);
         let series = std::mem::take(&mut input.series);
         let input = RangeInput { series: Vec::new(), encoded: Vec::new(), ..input };
         let gs = GroupSweep {
@@ -167,7 +194,7 @@ impl Evaluator<'_> {
                 gs.all(members, work, |_| kernel)
             }
         };
-        self.finish_fused(name, c, &series, groups, folded).map(Some)
+        self.finish_fused(name, c, &series, groups, folded).map(FusedAgg::Done)
     }
 
     /// Accounts decoded samples, adds the annotations the unfused path
@@ -175,7 +202,7 @@ impl Evaluator<'_> {
     fn finish_fused(
         &self,
         name: &str,
-        c: &promql_parser::parser::Call,
+        c: &Call,
         series: &[Ser],
         groups: Vec<Labels>,
         folded: Vec<Result<Folded, EngineError>>,

@@ -74,7 +74,7 @@ pub(crate) fn convert_matcher(m: &PMatcher) -> Result<Matcher, EngineError> {
 }
 
 /// The matcher sets of a selector (several when it uses `or`).
-fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, EngineError> {
+pub(super) fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, EngineError> {
     let base: Vec<Matcher> = match &vs.name {
         Some(n) if !vs.matchers.matchers.iter().any(|m| m.name == "__name__") => vec![Matcher::equal("__name__", n)],
         _ => Vec::new(),
