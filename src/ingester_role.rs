@@ -76,11 +76,12 @@ async fn run_with<B: Backend>(cfg: Config) -> anyhow::Result<()> {
     let (grpc_stop, grpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let metadata = Arc::new(MetadataStore::new(crate::server::METADATA_RETAIN, crate::server::METADATA_PER_TENANT));
     crate::server::spawn_metadata_purger(Arc::downgrade(&metadata));
-    let pushdown = PushdownService::new(Arc::new(pushdown::HostSource::new(Arc::clone(&host))), cfg.querier.timeout);
+    let server_cfg = ServerConfig { read_lease: cluster.read_lease, ..ServerConfig::default() };
+    let pushdown = PushdownService::new(Arc::new(pushdown::HostSource::new(Arc::clone(&host), server_cfg)), cfg.querier.timeout);
     let extra = move |r: tonic::transport::server::Router| {
         r.add_service(MetadataService::new(metadata).into_server()).add_service(pushdown.into_server())
     };
-    let grpc = tokio::spawn(serve_with(Arc::clone(&host), ServerConfig::default(), grpc_listener, async {
+    let grpc = tokio::spawn(serve_with(Arc::clone(&host), server_cfg, grpc_listener, async {
         let _ = grpc_stop_rx.await;
     }, extra));
     if first_start && !cluster.join {

@@ -64,6 +64,9 @@ struct Cli {
     /// Raft snapshot after this many entries (and keep at most this many behind it) [default: 5000].
     #[arg(long = "ingester.snapshot-after-entries")]
     ingester_snapshot_after_entries: Option<u64>,
+    /// Serve linearizable reads under a leader lease (skip the Confirm round while it runs) [default: true].
+    #[arg(long = "ingester.read-lease")]
+    ingester_read_lease: Option<bool>,
     /// Querier: answer from reachable shards with a warning instead of failing (partial responses).
     #[arg(long = "querier.partial-response")]
     querier_partial_response: Option<bool>,
@@ -116,6 +119,9 @@ fn load_config(cli: &Cli) -> Result<Config, config::ConfigError> {
     }
     if let Some(n) = cli.ingester_snapshot_after_entries {
         cluster.snapshot_after_entries = n.max(1);
+    }
+    if let Some(on) = cli.ingester_read_lease {
+        cluster.read_lease = on;
     }
     if let Some(p) = cli.querier_partial_response {
         cfg.querier.partial_response = p;

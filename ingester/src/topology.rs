@@ -113,6 +113,9 @@ pub struct ClusterConfig {
     /// Build a Raft snapshot after this many applied entries, and keep at
     /// most this many log entries behind it (tsdb backend only).
     pub snapshot_after_entries: u64,
+    /// Serve linearizable reads under a leader lease (no `ReadIndex.Confirm`
+    /// round while it runs; see `grpc/read_index/lease.rs`). Default on.
+    pub read_lease: bool,
 }
 
 impl Default for ClusterConfig {
@@ -125,6 +128,7 @@ impl Default for ClusterConfig {
             state_machine: StateMachineKind::default(),
             join: false,
             snapshot_after_entries: 5000,
+            read_lease: true,
         }
     }
 }

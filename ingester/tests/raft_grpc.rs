@@ -79,6 +79,7 @@ async fn start_node_with(
     let cfg = ServerConfig {
         write_timeout: WRITE_TIMEOUT,
         read_timeout: WRITE_TIMEOUT,
+        ..ServerConfig::default()
     };
     let h = Arc::clone(&host);
     let server = tokio::spawn(async move {

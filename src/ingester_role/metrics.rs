@@ -117,6 +117,18 @@ impl<B: Backend> Collector for RaftCollector<B> {
             let family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             ConstCounter::new(v).encode(family)?;
         }
+        let reads = aion_ingester::grpc::IngesterService::<B>::process_read_index_counts();
+        let mut family = encoder.encode_descriptor(
+            "aion_read_index_shard_reads",
+            "Linearizable shard reads by how leadership was confirmed: lease (no round trip), confirm (batched ReadIndex.Confirm), linearize (openraft ensure_linearizable)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (via, v) in [("lease", reads.lease), ("confirm", reads.confirm), ("linearize", reads.linearize)] {
+            ConstCounter::new(v).encode(family.encode_family(&[("via", via)])?)?;
+        }
+        let family = encoder.encode_descriptor("aion_read_index_confirm_calls", "ReadIndex.Confirm calls sent to peers", None, MetricType::Counter)?;
+        ConstCounter::new(reads.confirm_calls).encode(family)?;
         Ok(())
     }
 }

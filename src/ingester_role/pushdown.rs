@@ -21,9 +21,10 @@ pub struct HostSource<S: ShardData + ShardQuery> {
 }
 
 impl<S: ShardData + ShardQuery> HostSource<S> {
-    /// Over `host`'s shards.
-    pub fn new(host: Arc<ShardHost<S>>) -> Self {
-        Self { service: IngesterService::new(host, ServerConfig::default()) }
+    /// Over `host`'s shards, reads confirmed as `config` says (its own
+    /// read-lease table: a lease is per service, each one sound on its own).
+    pub fn new(host: Arc<ShardHost<S>>, config: ServerConfig) -> Self {
+        Self { service: IngesterService::new(host, config) }
     }
 }
 

@@ -3,15 +3,18 @@
 //! shard's Raft on this node and encodes the outcome (JSON). `AppendBatch`
 //! carries several shards' `AppendEntries` in one call, answered in order.
 
+use super::read_index::lease::VOTE_HOLD_MARGIN;
+use super::read_index::LeaseTiming;
 use super::server::IngesterService;
 use crate::raft::{wire, ShardData};
-use crate::shards::ShardQuery;
+use crate::shards::{HostedShard, ShardQuery};
 use aion_proto::ingester::raft_server::Raft;
 use aion_proto::ingester::{
     raft_reply, RaftBatchReply, RaftBatchRequest, RaftFailure, RaftReply, RaftRequest,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::time::Instant;
 use tonic::{Request, Response, Status};
 
 fn decode<T: DeserializeOwned>(req: &RaftRequest, what: &str) -> Result<T, Status> {
@@ -55,6 +58,30 @@ impl<S: ShardData + ShardQuery> IngesterService<S> {
         };
         encode_reply(shard_id, shard.raft.append_entries(rpc).await)
     }
+
+    /// UNAVAILABLE while this service is younger than the shard's leader
+    /// lease plus a margin and the shard's vote has a term: a node that
+    /// restarted has lost when it last heard from its leader, which may
+    /// still hold a read lease that counted on this node refusing other
+    /// candidates (`read_index::lease`). A shard that never voted (term 0,
+    /// a cluster's bootstrap) is not held.
+    pub(super) async fn refuse_vote_in_hold(&self, shard: &HostedShard<S>) -> Result<(), Status> {
+        let timing = LeaseTiming::of(shard.raft.config());
+        if !self.reads.vote_hold.holds(&timing, Instant::now()) {
+            return Ok(());
+        }
+        let term = shard.raft.with_raft_state(|st| st.vote_ref().leader_id.term).await;
+        if matches!(term, Ok(0)) {
+            return Ok(());
+        }
+        Err(Status::unavailable(format!(
+            "shard {}: node {} started less than {:?} ago and grants no vote yet \
+             (a leader's read lease may still count on it); retry",
+            shard.id,
+            self.host.node_id(),
+            timing.leader_lease + VOTE_HOLD_MARGIN
+        )))
+    }
 }
 
 #[tonic::async_trait]
@@ -88,9 +115,13 @@ impl<S: ShardData + ShardQuery> Raft for IngesterService<S> {
         Ok(Response::new(RaftBatchReply { replies }))
     }
 
+    /// Refused with UNAVAILABLE during the startup vote hold (see
+    /// [`IngesterService::refuse_vote_in_hold`]); the candidate's round fails
+    /// as if this node were unreachable and it retries after its timeout.
     async fn vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let req = req.into_inner();
         let shard = self.shard(req.shard_id)?;
+        self.refuse_vote_in_hold(&shard).await?;
         let rpc = decode(&req, "vote")?;
         reply(req.shard_id, shard.raft.vote(rpc).await)
     }

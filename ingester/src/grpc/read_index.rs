@@ -18,6 +18,16 @@
 //! (not leader, fresh term, a peer that is down, slow or predates the
 //! service) goes through `ensure_linearizable`, with its errors and
 //! redirects.
+//!
+//! Leader lease ([`lease`], on unless `ServerConfig::read_lease` is off):
+//! each grant also says how long ago the peer last heard from the leader;
+//! from a quorum of those the node derives a lease (at most 400 ms with
+//! Aion's Raft timing) keyed by shard, leader id and membership. While it
+//! runs and the shard's leader view still shows that leader id and
+//! membership, a read skips the `Confirm` round and is served once the
+//! view's commit index is applied; otherwise it confirms as above and the
+//! answers renew the lease. Reads are counted by how they were confirmed
+//! (`lease`, `confirm`, `linearize`).
 
 use super::server::IngesterService;
 use crate::raft::{NodeId, ShardData, ShardId};
@@ -28,8 +38,14 @@ use aion_proto::ingester::read_index_server::ReadIndex;
 use openraft::{LeaderId, ServerState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
+
+pub(super) mod lease;
+
+pub use lease::ReadIndexCounts;
+pub(super) use lease::{LeaseTiming, ReadIndexState};
+use lease::ReadVia;
 
 /// Longest wait for a peer's `Confirm` answer before the shards fall back
 /// to `ensure_linearizable` (which has its own timeout and errors).
@@ -51,13 +67,23 @@ pub(super) struct LeaderView {
 impl LeaderView {
     /// Whether `me` plus the peers in `granted` are a quorum of every config.
     pub fn confirmed_by(&self, me: NodeId, granted: &BTreeSet<NodeId>) -> bool {
-        !self.joint.is_empty()
-            && self.joint.iter().all(|c| {
-                let yes = c.iter().filter(|id| **id == me || granted.contains(id)).count();
-                yes * 2 > c.len()
-            })
+        lease::is_quorum(&self.joint, me, |id| granted.contains(id))
     }
 }
+
+/// What a peer reported with its grant of one shard: how long ago its
+/// committed vote was last touched, and its leader lease if it said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct VoteAge {
+    /// Time since the peer last heard from the leader (rounded up).
+    pub age: Duration,
+    /// The peer's leader lease, when it reported one.
+    pub lease: Option<Duration>,
+}
+
+/// A `Confirm` round's answers: shard → granting peer → its vote age
+/// (`None`: a grant that gives no lease).
+pub(super) type Grants = BTreeMap<ShardId, BTreeMap<NodeId, Option<VoteAge>>>;
 
 /// `shard`'s leader view on node `me`, or `None` when it cannot serve a
 /// batched read index (not leader, no entry of its term committed yet).
@@ -85,9 +111,9 @@ async fn leader_view<S>(shard: &HostedShard<S>, me: NodeId) -> Option<LeaderView
 }
 
 impl<S: ShardData + ShardQuery> IngesterService<S> {
-    /// [`IngesterService::leader_shard`] for several shards at once, with
-    /// one `Confirm` call per peer for all of them (see the module docs);
-    /// answers in the order of `shards`.
+    /// [`IngesterService::leader_shard`] for several shards at once: shards
+    /// with a valid lease skip confirmation, the others share one `Confirm`
+    /// call per peer (see the module docs); answers in the order of `shards`.
     pub async fn leader_shards(&self, shards: &[ShardId]) -> Vec<Result<Arc<HostedShard<S>>, Status>> {
         let me = self.host.node_id();
         let hosted: Vec<Result<Arc<HostedShard<S>>, Status>> = shards.iter().map(|&s| self.shard(s)).collect();
@@ -98,14 +124,36 @@ impl<S: ShardData + ShardQuery> IngesterService<S> {
             }
         }))
         .await;
-        let grants = self.ask_peers(shards, &views).await;
-        let confirms = hosted.into_iter().zip(&views).zip(shards).map(|((h, view), shard)| {
-            let granted = grants.get(shard);
+        let leased: Vec<bool> =
+            shards.iter().zip(&views).map(|(s, v)| v.as_ref().is_some_and(|v| self.leased(*s, v))).collect();
+        let to_confirm: Vec<(ShardId, &LeaderView)> = shards
+            .iter()
+            .zip(&views)
+            .zip(&leased)
+            .filter_map(|((s, v), leased)| Some((*s, v.as_ref().filter(|_| !leased)?)))
+            .collect();
+        let t_send = Instant::now();
+        let grants = self.ask_peers(&to_confirm).await;
+        if self.config.read_lease {
+            self.renew_leases(me, &hosted, shards, &to_confirm, &grants, t_send);
+        }
+        let confirms = hosted.into_iter().zip(&views).zip(shards).zip(leased).map(|(((h, view), shard), leased)| {
+            let granted: Option<BTreeSet<NodeId>> = grants.get(shard).map(|g| g.keys().copied().collect());
             async move {
                 let h = h?;
                 match view {
-                    Some(v) if granted.is_some_and(|g| v.confirmed_by(me, g)) => self.wait_applied(&h, v.read_index).await?,
-                    _ => self.linearize(&h).await?,
+                    Some(v) if leased => {
+                        self.reads.count_read(ReadVia::Lease);
+                        self.wait_applied(&h, v.read_index).await?
+                    }
+                    Some(v) if granted.is_some_and(|g| v.confirmed_by(me, &g)) => {
+                        self.reads.count_read(ReadVia::Confirm);
+                        self.wait_applied(&h, v.read_index).await?
+                    }
+                    _ => {
+                        self.reads.count_read(ReadVia::Linearize);
+                        self.linearize(&h).await?
+                    }
                 }
                 Ok(h)
             }
@@ -113,28 +161,69 @@ impl<S: ShardData + ShardQuery> IngesterService<S> {
         futures::future::join_all(confirms).await
     }
 
-    /// One `Confirm` per peer named by any view: shard → peers that granted.
-    async fn ask_peers(&self, shards: &[ShardId], views: &[Option<LeaderView>]) -> BTreeMap<ShardId, BTreeSet<NodeId>> {
+    /// Whether `shard` may skip the `Confirm` round: leases are on and one
+    /// runs now for exactly `view`'s leader id and membership.
+    fn leased(&self, shard: ShardId, view: &LeaderView) -> bool {
+        self.config.read_lease && self.reads.leases.valid(shard, &view.leader_id, &view.joint, Instant::now())
+    }
+
+    /// Records the lease that each confirmed shard's grants (asked for at
+    /// `t_send`) give.
+    fn renew_leases(
+        &self,
+        me: NodeId,
+        hosted: &[Result<Arc<HostedShard<S>>, Status>],
+        shards: &[ShardId],
+        confirmed: &[(ShardId, &LeaderView)],
+        grants: &Grants,
+        t_send: Instant,
+    ) {
+        for (shard, view) in confirmed {
+            let Some(granted) = grants.get(shard) else { continue };
+            let Some(Ok(h)) = shards.iter().position(|s| s == shard).and_then(|i| hosted.get(i)) else { continue };
+            let timing = LeaseTiming::of(h.raft.config());
+            let spans: BTreeMap<NodeId, Duration> = granted
+                .iter()
+                .filter_map(|(id, age)| Some((*id, age.and_then(|a| timing.peer_span(a.age, a.lease))?)))
+                .collect();
+            if let Some(span) = lease::lease_span(&view.joint, me, &spans, timing.cap) {
+                self.reads.leases.extend(*shard, view.leader_id, &view.joint, t_send + span);
+            }
+        }
+    }
+
+    /// One `Confirm` per peer named by any view: shard → peers that granted
+    /// (with their vote ages).
+    async fn ask_peers(&self, views: &[(ShardId, &LeaderView)]) -> Grants {
         let mut per_peer: BTreeMap<(NodeId, &str), Vec<pb::ShardVote>> = BTreeMap::new();
-        for (shard, view) in shards.iter().zip(views) {
-            let Some(v) = view else { continue };
+        for (shard, v) in views {
             for (id, addr) in &v.peers {
                 let vote = pb::ShardVote { shard: *shard, term: v.leader_id.term, leader_node: v.leader_id.node_id };
                 per_peer.entry((*id, addr.as_str())).or_default().push(vote);
             }
         }
+        self.reads.count_confirm_calls(per_peer.len() as u64);
         let calls = per_peer.into_iter().map(|((id, addr), votes)| async move {
-            let Ok(ch) = self.host.pool().channel(addr) else { return (id, Vec::new()) };
+            let Ok(ch) = self.host.pool().channel(addr) else { return (id, None) };
             let mut client = ReadIndexClient::new(ch);
             match tokio::time::timeout(CONFIRM_TIMEOUT, client.confirm(pb::ConfirmLeadershipRequest { votes })).await {
-                Ok(Ok(r)) => (id, r.into_inner().granted),
-                _ => (id, Vec::new()),
+                Ok(Ok(r)) => (id, Some(r.into_inner())),
+                _ => (id, None),
             }
         });
-        let mut out: BTreeMap<ShardId, BTreeSet<NodeId>> = BTreeMap::new();
-        for (id, granted) in futures::future::join_all(calls).await {
-            for shard in granted {
-                out.entry(shard).or_default().insert(id);
+        let mut out = Grants::new();
+        for (id, answer) in futures::future::join_all(calls).await {
+            let Some(answer) = answer else { continue };
+            let ages: BTreeMap<ShardId, VoteAge> = answer
+                .vote_ages
+                .iter()
+                .map(|a| {
+                    let lease = (a.leader_lease_ms > 0).then(|| Duration::from_millis(a.leader_lease_ms));
+                    (a.shard, VoteAge { age: Duration::from_millis(a.vote_age_ms), lease })
+                })
+                .collect();
+            for shard in answer.granted {
+                out.entry(shard).or_default().insert(id, ages.get(&shard).copied());
             }
         }
         out
@@ -154,149 +243,55 @@ impl<S: ShardData + ShardQuery> IngesterService<S> {
             ))),
         }
     }
+
+    /// This service's counts of shard reads by how they were confirmed.
+    pub fn read_index_counts(&self) -> ReadIndexCounts {
+        self.reads.stats.counts()
+    }
+
+    /// The same counts over every service of this process (for `/metrics`:
+    /// `aion_read_index_shard_reads_total{via="lease"|"confirm"|"linearize"}`).
+    pub fn process_read_index_counts() -> ReadIndexCounts {
+        lease::PROCESS_READ_STATS.counts()
+    }
+}
+
+/// `d` in whole milliseconds, rounded up.
+fn ceil_ms(d: Duration) -> u64 {
+    let ms = d.as_millis();
+    let rounded = if d > Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)) { ms + 1 } else { ms };
+    u64::try_from(rounded).unwrap_or(u64::MAX)
 }
 
 #[tonic::async_trait]
 impl<S: ShardData + ShardQuery> ReadIndex for IngesterService<S> {
+    /// Grants each shard whose vote has exactly the asked leader id; for a
+    /// committed vote also reports how long ago it was last touched.
     async fn confirm(&self, req: Request<pb::ConfirmLeadershipRequest>) -> Result<Response<pb::ConfirmLeadershipResponse>, Status> {
         let checks = req.into_inner().votes.into_iter().map(|v| async move {
             let hosted = self.host.shard(v.shard)?;
             let want = LeaderId::new(v.term, v.leader_node);
-            let holds = hosted.raft.with_raft_state(move |st| st.vote_ref().leader_id == want).await.ok()?;
-            holds.then_some(v.shard)
+            let leader_lease_ms = hosted.raft.config().election_timeout_max;
+            let held = hosted.raft.with_raft_state(move |st| {
+                let vote = st.vote_ref();
+                if vote.leader_id != want {
+                    return None;
+                }
+                let touched = st.vote_last_modified().filter(|_| vote.is_committed());
+                Some(touched.map(|t| tokio::time::Instant::now().saturating_duration_since(t)))
+            });
+            let age = held.await.ok()??;
+            let age = age.map(|a| pb::ShardVoteAge { shard: v.shard, vote_age_ms: ceil_ms(a), leader_lease_ms });
+            Some((v.shard, age))
         });
-        let granted = futures::future::join_all(checks).await.into_iter().flatten().collect();
-        Ok(Response::new(pb::ConfirmLeadershipResponse { granted }))
+        let answers: Vec<(ShardId, Option<pb::ShardVoteAge>)> =
+            futures::future::join_all(checks).await.into_iter().flatten().collect();
+        let granted = answers.iter().map(|(s, _)| *s).collect();
+        let vote_ages = answers.into_iter().filter_map(|(_, a)| a).collect();
+        Ok(Response::new(pb::ConfirmLeadershipResponse { granted, vote_ages }))
     }
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use crate::grpc::{convert::LEADER_ID_KEY, serve, ServerConfig};
-    use crate::raft::{MemShardData, RaftLogDb, ShardStateMachine};
-    use crate::shards::{default_raft_config, ShardHost};
-    use tokio::net::TcpListener;
-    use tokio::sync::oneshot;
-
-    type Host = Arc<ShardHost<MemShardData>>;
-
-    /// Three nodes hosting `shards` shards at RF 3, every group started by node 1.
-    async fn cluster(shards: u64) -> (Vec<Host>, Vec<oneshot::Sender<()>>, Vec<tempfile::TempDir>) {
-        let mut listeners = Vec::new();
-        for _ in 0..3 {
-            listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
-        }
-        let addrs: Vec<String> = listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
-        let (mut hosts, mut stops, mut dirs) = (Vec::new(), Vec::new(), Vec::new());
-        for (i, listener) in listeners.into_iter().enumerate() {
-            let dir = tempfile::tempdir().unwrap();
-            let config = Arc::new(default_raft_config().validate().unwrap());
-            let host: Host = Arc::new(ShardHost::new(i as u64 + 1, addrs[i].clone(), RaftLogDb::open(dir.path()).unwrap(), config));
-            for shard in 0..shards {
-                host.open_shard(shard, ShardStateMachine::new(Arc::new(MemShardData::new()))).await.unwrap();
-            }
-            let (tx, rx) = oneshot::channel::<()>();
-            let h = Arc::clone(&host);
-            tokio::spawn(async move { serve(h, ServerConfig::default(), listener, async { let _ = rx.await; }).await.unwrap() });
-            hosts.push(host);
-            stops.push(tx);
-            dirs.push(dir);
-        }
-        let members: BTreeMap<NodeId, String> = (0..3).map(|i| (i as u64 + 1, addrs[i].clone())).collect();
-        for shard in 0..shards {
-            hosts[0].initialize(shard, &members).await.unwrap();
-        }
-        (hosts, stops, dirs)
-    }
-
-    /// Waits until node 1 leads every shard with an entry of its term committed.
-    async fn node1_leads_all(svc: &IngesterService<MemShardData>, shards: u64) {
-        for _ in 0..200 {
-            let mut ok = true;
-            for shard in 0..shards {
-                ok &= leader_view(&svc.shard(shard).unwrap(), 1).await.is_some();
-            }
-            if ok {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("node 1 did not lead every shard within 5 s");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn one_confirm_per_peer_serves_the_leader_and_redirects_elsewhere() {
-        let (hosts, mut stops, _dirs) = cluster(4).await;
-        let svc: Vec<IngesterService<MemShardData>> = hosts.iter().map(|h| IngesterService::new(Arc::clone(h), ServerConfig::default())).collect();
-        node1_leads_all(&svc[0], 4).await;
-        let shards = [0, 1, 2, 3];
-
-        // Both peers grant every shard in one call each; the batch serves all.
-        let mut views: Vec<Option<LeaderView>> = Vec::new();
-        for s in shards {
-            views.push(leader_view(&svc[0].shard(s).unwrap(), 1).await);
-        }
-        let grants = svc[0].ask_peers(&shards, &views).await;
-        for s in shards {
-            assert_eq!(grants.get(&s), Some(&BTreeSet::from([2, 3])), "shard {s}");
-        }
-        assert!(svc[0].leader_shards(&shards).await.iter().all(Result::is_ok));
-
-        // A follower does not confirm: the read is redirected to node 1, as before.
-        for r in svc[1].leader_shards(&[0, 2]).await {
-            let status = r.err().expect("a follower must not serve a linearizable read");
-            assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
-            assert_eq!(status.metadata().get(LEADER_ID_KEY).unwrap().to_str().unwrap(), "1");
-        }
-        // A peer grants only the exact leader id it holds.
-        let v = views[0].clone().unwrap();
-        let ask = |term: u64, node: u64| pb::ConfirmLeadershipRequest { votes: vec![pb::ShardVote { shard: 0, term, leader_node: node }, pb::ShardVote { shard: 99, term, leader_node: node }] };
-        let ok = svc[1].confirm(Request::new(ask(v.leader_id.term, 1))).await.unwrap().into_inner();
-        assert_eq!(ok.granted, vec![0], "shard 99 is not hosted");
-        for (term, node) in [(v.leader_id.term + 1, 1), (v.leader_id.term, 3)] {
-            let no = svc[1].confirm(Request::new(ask(term, node))).await.unwrap().into_inner();
-            assert!(no.granted.is_empty(), "term {term} node {node}: {no:?}");
-        }
-
-        // One peer down: the other grant plus the leader is still a quorum.
-        hosts[2].shutdown().await;
-        let _ = stops.pop().unwrap().send(());
-        let grants = svc[0].ask_peers(&shards, &views).await;
-        assert!(shards.iter().all(|s| grants.get(s) == Some(&BTreeSet::from([2]))), "{grants:?}");
-        assert!(svc[0].leader_shards(&shards).await.iter().all(Result::is_ok));
-
-        // Both peers down: no quorum, so no read is served (UNAVAILABLE after the read timeout).
-        hosts[1].shutdown().await;
-        let _ = stops.pop().unwrap().send(());
-        let svc0 = IngesterService::new(Arc::clone(&hosts[0]), ServerConfig { read_timeout: Duration::from_millis(700), ..ServerConfig::default() });
-        for r in svc0.leader_shards(&[0, 1]).await {
-            assert!(r.is_err(), "a leader cut off from its quorum must not serve");
-        }
-        hosts[0].shutdown().await;
-    }
-
-    fn view(joint: Vec<Vec<NodeId>>) -> LeaderView {
-        LeaderView {
-            leader_id: LeaderId::new(3, 1),
-            read_index: 7,
-            joint: joint.into_iter().map(|c| c.into_iter().collect()).collect(),
-            peers: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn quorum_counts_the_leader_and_needs_every_joint_config() {
-        let v = view(vec![vec![1, 2, 3]]);
-        assert!(!v.confirmed_by(1, &BTreeSet::new()), "the leader alone is 1 of 3");
-        assert!(v.confirmed_by(1, &BTreeSet::from([3])));
-        let five = view(vec![vec![1, 2, 3, 4, 5]]);
-        assert!(!five.confirmed_by(1, &BTreeSet::from([2])), "2 of 5");
-        assert!(five.confirmed_by(1, &BTreeSet::from([2, 5])));
-        let joint = view(vec![vec![1, 2, 3], vec![4, 5, 6]]);
-        assert!(!joint.confirmed_by(1, &BTreeSet::from([2])), "the new config has no grant");
-        assert!(joint.confirmed_by(1, &BTreeSet::from([2, 4, 5])));
-        assert!(!view(Vec::new()).confirmed_by(1, &BTreeSet::from([2])), "no membership, no quorum");
-    }
-}
+#[path = "read_index/tests.rs"]
+mod tests;

@@ -2,6 +2,7 @@
 //! [`ShardHost`], and [`serve`], which runs it with the `Raft` service.
 
 use super::convert::{self, LEADER_ADDR_KEY, LEADER_ID_KEY};
+use super::read_index::ReadIndexState;
 use crate::raft::ShardData;
 use crate::raft::{NodeId, ShardId, ShardWrite};
 use crate::shards::{HostedShard, ShardHost, ShardQuery};
@@ -32,6 +33,9 @@ pub struct ServerConfig {
     pub write_timeout: Duration,
     /// Longest a read waits to confirm leadership.
     pub read_timeout: Duration,
+    /// Serve linearizable reads under a leader lease, skipping the
+    /// `ReadIndex.Confirm` round while it runs (see `read_index`). Default on.
+    pub read_lease: bool,
 }
 
 impl Default for ServerConfig {
@@ -39,6 +43,7 @@ impl Default for ServerConfig {
         Self {
             write_timeout: Duration::from_secs(3),
             read_timeout: Duration::from_secs(3),
+            read_lease: true,
         }
     }
 }
@@ -47,6 +52,8 @@ impl Default for ServerConfig {
 pub struct IngesterService<S: ShardData + ShardQuery> {
     pub(super) host: Arc<ShardHost<S>>,
     pub(super) config: ServerConfig,
+    /// Read-index leases, counters and the startup vote hold, shared by clones.
+    pub(super) reads: Arc<ReadIndexState>,
 }
 
 impl<S: ShardData + ShardQuery> Clone for IngesterService<S> {
@@ -54,6 +61,7 @@ impl<S: ShardData + ShardQuery> Clone for IngesterService<S> {
         Self {
             host: Arc::clone(&self.host),
             config: self.config,
+            reads: Arc::clone(&self.reads),
         }
     }
 }
@@ -61,7 +69,7 @@ impl<S: ShardData + ShardQuery> Clone for IngesterService<S> {
 impl<S: ShardData + ShardQuery> IngesterService<S> {
     /// The services of `host`.
     pub fn new(host: Arc<ShardHost<S>>, config: ServerConfig) -> Self {
-        Self { host, config }
+        Self { host, config, reads: Arc::new(ReadIndexState::new()) }
     }
 
     pub(super) fn shard(&self, shard: ShardId) -> Result<Arc<HostedShard<S>>, Status> {
@@ -78,9 +86,12 @@ impl<S: ShardData + ShardQuery> IngesterService<S> {
     /// NOT_FOUND when not hosted, FAILED_PRECONDITION with the leader's id and
     /// address on a follower, UNAVAILABLE without a confirmed quorum.
     pub async fn leader_shard(&self, shard: ShardId) -> Result<Arc<HostedShard<S>>, Status> {
-        let hosted = self.shard(shard)?;
-        self.linearize(&hosted).await?;
-        Ok(hosted)
+        // The batched read index for one shard: a lease or one Confirm per
+        // peer, falling back to `ensure_linearizable` as it does.
+        match self.leader_shards(&[shard]).await.pop() {
+            Some(r) => r,
+            None => Err(no_leader(shard)),
+        }
     }
 
     /// Confirms this node leads `shard` and has applied everything committed.
