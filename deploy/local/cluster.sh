@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A local Aion cluster on loopback: 3 ingesters (16 shards, RF 3),
+# A local Aion cluster on loopback: 3 ingesters (16 shards by default, RF 3),
 # 2 distributors and 2 queriers, all from one built `aion` binary.
 #
 #   deploy/local/cluster.sh up       # start, wait until every process is ready, print URLs
@@ -26,6 +26,9 @@
 #   AION_READY_TIMEOUT seconds `up` waits for readiness (default 60)
 #   AION_EXTRA_QUERIER_FLAGS extra flags for the queriers (e.g. --querier.partial-response=true)
 #   AION_EXTRA_DISTRIBUTOR_FLAGS extra flags for the distributors (e.g. --config.file=bench/aion-bench.yaml)
+#   AION_SHARDS       shard count of a new cluster (default 16; e.g. 3 = one leader
+#                     per ingester, the cheapest per sample; an existing cluster
+#                     dir keeps the count it was created with)
 set -euo pipefail
 
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/aion/target}"
@@ -37,12 +40,13 @@ AION_QUERIERS="${AION_QUERIERS:-2}"
 AION_READY_TIMEOUT="${AION_READY_TIMEOUT:-60}"
 AION_EXTRA_QUERIER_FLAGS="${AION_EXTRA_QUERIER_FLAGS:-}"
 AION_EXTRA_DISTRIBUTOR_FLAGS="${AION_EXTRA_DISTRIBUTOR_FLAGS:-}"
-SHARDS=16
+SHARDS="${AION_SHARDS:-16}"
 RF=3
 INGESTERS=3
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 log() { echo "cluster.sh: $*" >&2; }
+[[ "$SHARDS" =~ ^[1-9][0-9]*$ ]] || die "AION_SHARDS must be a positive integer, got '$SHARDS'"
 
 base=$AION_BASE_PORT
 ing_grpc() { echo $((base + $1 - 1)); }      # ingester id 1..3
