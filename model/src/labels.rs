@@ -91,12 +91,12 @@ impl Labels {
 
     /// Only the labels whose names are in `names`.
     pub fn keep_only(&self, names: &[String]) -> Labels {
-        Labels(self.0.iter().filter(|l| names.iter().any(|n| *n == l.name)).cloned().collect())
+        Labels(self.0.iter().filter(|l| names.contains(&l.name)).cloned().collect())
     }
 
     /// All labels except those whose names are in `names`.
     pub fn drop_names(&self, names: &[String]) -> Labels {
-        Labels(self.0.iter().filter(|l| !names.iter().any(|n| *n == l.name)).cloned().collect())
+        Labels(self.0.iter().filter(|l| !names.contains(&l.name)).cloned().collect())
     }
 
     /// Iterates the label pairs in name order.

@@ -84,6 +84,7 @@ pub fn matches_all(matchers: &[Matcher], labels: &Labels) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

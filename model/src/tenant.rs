@@ -62,6 +62,7 @@ impl fmt::Display for TenantId {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

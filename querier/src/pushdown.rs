@@ -249,7 +249,7 @@ fn finish(v: f64, c: f64) -> f64 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::type_complexity)]
 mod tests {
     use super::*;
     use aion_model::memstore::MemStore;

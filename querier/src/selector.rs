@@ -50,6 +50,7 @@ pub fn parse_series_selector(s: &str) -> Result<Vec<Vec<Matcher>>, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

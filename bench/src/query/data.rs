@@ -63,7 +63,7 @@ fn label(name: &str, value: impl Into<String>) -> Label {
 fn labels_of(name: &str, t: usize, extra: &[(&str, String)]) -> Vec<Label> {
     let mut l = vec![
         label("__name__", name),
-        label("env", if t % 5 == 0 { "staging" } else { "prod" }),
+        label("env", if t.is_multiple_of(5) { "staging" } else { "prod" }),
         label("instance", format!("10.1.{}.{}:9100", (t >> 8) & 255, t & 255)),
         label("job", format!("svc-{}", t % 8)),
         label("region", format!("region-{}", t % 3)),

@@ -98,6 +98,7 @@ fn cached_regex(source: &str) -> Result<Regex, regex::Error> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

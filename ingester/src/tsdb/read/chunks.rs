@@ -190,7 +190,7 @@ impl Inner {
                     match it.key().map(parse_chunk_key) {
                         Some(Some((b, kr, _))) if b == block && kr < r => {
                             if skipped == budget {
-                                it.seek(&prefix);
+                                it.seek(prefix);
                                 // Sparse refs: step less before seeking next time.
                                 skip_budget = MIN_SKIP_BEFORE_SEEK;
                                 break;
@@ -200,7 +200,7 @@ impl Inner {
                         }
                         // Not a chunk key: seek past it as a lookup would.
                         Some(None) => {
-                            it.seek(&prefix);
+                            it.seek(prefix);
                             break;
                         }
                         _ => {
