@@ -3,7 +3,7 @@
 //! final errors, and the [`ShardRouter`] placing series on their shards.
 
 use super::{ClientConfig, ClientError, ClusterClient, RetryPolicy, RouterMetrics, ShardRing, ShardRouter};
-use crate::grpc::convert::labels_from_pb;
+use crate::grpc::convert::{labels_from_pb, shard_push_answer};
 use aion_model::labels::Labels;
 use aion_model::sample::Sample;
 use aion_model::storage::{Appender, SeriesSamples, StorageError, WriteBatch};
@@ -110,15 +110,7 @@ impl Ingester for FakeIngester {
         let mut shards = Vec::new();
         for req in r.into_inner().shards {
             let shard = req.shard;
-            shards.push(match self.push_encoded(Request::new(req)).await {
-                Ok(resp) => pb::ShardPushAnswer { shard, response: Some(resp.into_inner()), ..Default::default() },
-                Err(st) => pb::ShardPushAnswer {
-                    shard,
-                    response: None,
-                    status_code: st.code() as i32,
-                    status_message: st.message().to_string(),
-                },
-            });
+            shards.push(shard_push_answer(shard, self.push_encoded(Request::new(req)).await));
         }
         Ok(Response::new(pb::PushEncodedMultiResponse { shards }))
     }

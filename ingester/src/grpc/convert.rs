@@ -11,6 +11,20 @@ use aion_model::storage::{SelectHints, SelectedSeries, Series, SeriesSamples, Wr
 use aion_model::tenant::TenantId;
 use aion_proto::ingester as pb;
 
+/// One shard's part of a `PushEncodedMulti` answer: the `PushResponse` its
+/// own `PushEncoded` returned, or that call's gRPC status code and message.
+pub(crate) fn shard_push_answer(shard: u64, result: Result<tonic::Response<pb::PushResponse>, tonic::Status>) -> pb::ShardPushAnswer {
+    match result {
+        Ok(resp) => pb::ShardPushAnswer { shard, response: Some(resp.into_inner()), ..Default::default() },
+        Err(st) => pb::ShardPushAnswer {
+            shard,
+            response: None,
+            status_code: st.code() as i32,
+            status_message: st.message().to_string(),
+        },
+    }
+}
+
 /// Metadata key naming the leader's node id on a read refused by a follower.
 pub const LEADER_ID_KEY: &str = "aion-leader-id";
 /// Metadata key naming the leader's gRPC address on a read refused by a follower.

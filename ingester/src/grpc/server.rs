@@ -336,15 +336,7 @@ impl<S: ShardData + ShardQuery> Ingester for IngesterService<S> {
     ) -> Result<Response<pb::PushEncodedMultiResponse>, Status> {
         let calls = req.into_inner().shards.into_iter().map(|r| async move {
             let shard = r.shard;
-            match self.push_encoded_one(r).await {
-                Ok(resp) => pb::ShardPushAnswer { shard, response: Some(resp.into_inner()), ..Default::default() },
-                Err(st) => pb::ShardPushAnswer {
-                    shard,
-                    response: None,
-                    status_code: st.code() as i32,
-                    status_message: st.message().to_string(),
-                },
-            }
+            convert::shard_push_answer(shard, self.push_encoded_one(r).await)
         });
         let shards = futures::future::join_all(calls).await;
         Ok(Response::new(pb::PushEncodedMultiResponse { shards }))
