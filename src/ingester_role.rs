@@ -77,8 +77,9 @@ async fn run_with<B: Backend>(cfg: Config) -> anyhow::Result<()> {
     let metadata = Arc::new(MetadataStore::new(crate::server::METADATA_RETAIN, crate::server::METADATA_PER_TENANT));
     crate::server::spawn_metadata_purger(Arc::downgrade(&metadata));
     let server_cfg = ServerConfig { read_lease: cluster.read_lease, ..ServerConfig::default() };
-    let pushdown = PushdownService::new(Arc::new(pushdown::HostSource::new(Arc::clone(&host), server_cfg)), cfg.querier.timeout);
-    let extra = move |r: tonic::transport::server::Router| {
+    let pushdown_timeout = cfg.querier.timeout;
+    let extra = move |r: tonic::transport::server::Router, svc: &aion_ingester::grpc::IngesterService<B>| {
+        let pushdown = PushdownService::new(Arc::new(pushdown::HostSource::new(svc.clone())), pushdown_timeout);
         r.add_service(MetadataService::new(metadata).into_server()).add_service(pushdown.into_server())
     };
     let grpc = tokio::spawn(serve_with(Arc::clone(&host), server_cfg, grpc_listener, async {

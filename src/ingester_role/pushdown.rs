@@ -4,9 +4,9 @@
 //! pushed-down aggregation is as linearizable as a plain read (a node's
 //! shards confirmed in one round per peer, like a multi-shard `Select`).
 
-use aion_ingester::grpc::{IngesterService, ServerConfig};
+use aion_ingester::grpc::IngesterService;
 use aion_ingester::raft::ShardData;
-use aion_ingester::shards::{ShardHost, ShardQuery};
+use aion_ingester::shards::ShardQuery;
 use aion_model::labels::Labels;
 use aion_model::matcher::Matcher;
 use aion_model::storage::{Queryable, SelectHints, SelectedSeries, Series, StorageError};
@@ -21,10 +21,10 @@ pub struct HostSource<S: ShardData + ShardQuery> {
 }
 
 impl<S: ShardData + ShardQuery> HostSource<S> {
-    /// Over `host`'s shards, reads confirmed as `config` says (its own
-    /// read-lease table: a lease is per service, each one sound on its own).
-    pub fn new(host: Arc<ShardHost<S>>, config: ServerConfig) -> Self {
-        Self { service: IngesterService::new(host, config) }
+    /// Over the shards of the node's `service`, read through its read index
+    /// (sharing its leader leases).
+    pub fn new(service: IngesterService<S>) -> Self {
+        Self { service }
     }
 }
 

@@ -424,20 +424,22 @@ pub async fn serve<S: ShardData + ShardQuery>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    serve_with(host, config, listener, shutdown, |r| r).await
+    serve_with(host, config, listener, shutdown, |r, _| r).await
 }
 
 /// [`serve`], plus the services `extend` adds to the router (the binary
 /// adds ones implemented by other crates: metric metadata, aggregation
-/// pushdown).
+/// pushdown); `extend` gets the node's service, so an added service reads
+/// shards through the same read index (one lease table per node).
 pub async fn serve_with<S: ShardData + ShardQuery>(
     host: Arc<ShardHost<S>>,
     config: ServerConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
-    extend: impl FnOnce(tonic::transport::server::Router) -> tonic::transport::server::Router,
+    extend: impl FnOnce(tonic::transport::server::Router, &IngesterService<S>) -> tonic::transport::server::Router,
 ) -> Result<(), tonic::transport::Error> {
     let svc = IngesterService::new(host, config);
+    let extra = svc.clone();
     let ingester = IngesterServer::new(svc.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -451,7 +453,7 @@ pub async fn serve_with<S: ShardData + ShardQuery>(
         .add_service(raft)
         .add_service(admin)
         .add_service(read_index);
-    extend(router)
+    extend(router, &extra)
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
