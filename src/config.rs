@@ -182,6 +182,19 @@ mod tests {
     }
 
     #[test]
+    fn raft_write_linger_and_heartbeat_parse_as_durations() {
+        let dir = std::env::temp_dir().join(format!("aion-cfg-raft-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let p = dir.join("raft.yaml");
+        std::fs::write(&p, "ingester_cluster:\n  write_linger: 0s\n  heartbeat_interval: 1s\n").expect("write");
+        let cfg = Config::from_file(&p).expect("parses");
+        assert_eq!(cfg.ingester_cluster.write_linger, std::time::Duration::ZERO);
+        assert_eq!(cfg.ingester_cluster.heartbeat_interval, std::time::Duration::from_secs(1));
+        let d = Config::default().ingester_cluster;
+        assert_eq!((d.write_linger.as_millis(), d.heartbeat_interval.as_millis()), (10, 200));
+    }
+
+    #[test]
     fn unknown_fields_and_bad_targets_are_named() {
         let dir = std::env::temp_dir().join(format!("aion-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("tmp dir");

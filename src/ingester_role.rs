@@ -148,10 +148,13 @@ async fn open_host<B: Backend>(cfg: &Config, me: NodeId, my_addr: &str) -> anyho
         .await
         .context("opening the raft log DB")?
         .with_context(|| format!("opening the raft log DB in {}", dir.display()))?;
-    let raft_cfg = B::raft_config(cfg.ingester_cluster.snapshot_after_entries);
+    let raft_cfg = B::raft_config(cfg.ingester_cluster.snapshot_after_entries, cfg.ingester_cluster.heartbeat_interval);
     let raft_cfg = Arc::new(raft_cfg.validate().context("raft config")?);
     let opener = Arc::new(BackendOpener::<B>::new(&cfg.data_dir, &cfg.ingester));
-    Ok(Arc::new(ShardHost::<B>::new(me, my_addr, db, raft_cfg).with_opener(opener)))
+    let host = ShardHost::<B>::new(me, my_addr, db, raft_cfg)
+        .with_opener(opener)
+        .with_write_linger(cfg.ingester_cluster.write_linger);
+    Ok(Arc::new(host))
 }
 
 /// Initializes every shard whose bootstrapper is this node; a group

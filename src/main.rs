@@ -67,6 +67,12 @@ struct Cli {
     /// Serve linearizable reads under a leader lease (skip the Confirm round while it runs) [default: true].
     #[arg(long = "ingester.read-lease")]
     ingester_read_lease: Option<bool>,
+    /// How long a write to an idle shard waits for others to share its Raft entry, e.g. `10ms`, `0s` [default: 10ms].
+    #[arg(long = "ingester.write-linger", value_parser = humantime::parse_duration)]
+    ingester_write_linger: Option<std::time::Duration>,
+    /// Raft heartbeat interval; election timeouts are 4–8× it, e.g. `200ms` [default: 200ms].
+    #[arg(long = "ingester.heartbeat-interval", value_parser = humantime::parse_duration)]
+    ingester_heartbeat_interval: Option<std::time::Duration>,
     /// Querier: answer from reachable shards with a warning instead of failing (partial responses).
     #[arg(long = "querier.partial-response")]
     querier_partial_response: Option<bool>,
@@ -122,6 +128,12 @@ fn load_config(cli: &Cli) -> Result<Config, config::ConfigError> {
     }
     if let Some(on) = cli.ingester_read_lease {
         cluster.read_lease = on;
+    }
+    if let Some(d) = cli.ingester_write_linger {
+        cluster.write_linger = d;
+    }
+    if let Some(d) = cli.ingester_heartbeat_interval {
+        cluster.heartbeat_interval = d;
     }
     if let Some(p) = cli.querier_partial_response {
         cfg.querier.partial_response = p;

@@ -14,7 +14,7 @@ mod group_commit;
 mod hosting;
 mod membership;
 
-pub use group_commit::{GroupCommit, WriteResult};
+pub use group_commit::{GroupCommit, PushGuard, PushLoad, WriteResult};
 
 use crate::raft::metrics::ShardRaftStats;
 use crate::raft::network::{ChannelPool, GrpcNetworkFactory};
@@ -27,6 +27,7 @@ use openraft::{BasicNode, Config};
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The state machine backend a [`ShardHost`] uses by default.
 pub type HostData = MemShardData;
@@ -227,6 +228,21 @@ pub fn default_raft_config() -> Config {
     }
 }
 
+/// Raft timing of a cluster whose leaders heartbeat every `heartbeat`
+/// (at least 10 ms): election timeouts of 4–8 heartbeats, so a lost leader
+/// is replaced after its lease (8 heartbeats) plus one election timeout.
+/// Every heartbeat is an `AppendEntries` per shard and follower, so on a
+/// node with many shards it is most of the idle CPU.
+pub fn raft_timing(heartbeat: Duration) -> Config {
+    let ms = (heartbeat.as_millis() as u64).max(10);
+    Config {
+        heartbeat_interval: ms,
+        election_timeout_min: ms * 4,
+        election_timeout_max: ms * 8,
+        ..Default::default()
+    }
+}
+
 /// The shard replicas of one ingester node.
 pub struct ShardHost<S: ShardData + ShardQuery = HostData> {
     node_id: NodeId,
@@ -236,6 +252,10 @@ pub struct ShardHost<S: ShardData + ShardQuery = HostData> {
     pool: ChannelPool,
     shards: RwLock<BTreeMap<ShardId, Arc<HostedShard<S>>>>,
     opener: Option<Arc<dyn ShardOpener<S>>>,
+    /// Group-commit linger of the replicas opened from now on.
+    write_linger: Duration,
+    /// Push calls in progress on this node (see [`PushLoad`]).
+    push_load: Arc<PushLoad>,
     /// Serialises host/drop/move and the hosted-set record.
     admin: tokio::sync::Mutex<()>,
 }
@@ -257,6 +277,8 @@ impl<S: ShardData + ShardQuery> ShardHost<S> {
             pool: ChannelPool::new(),
             shards: RwLock::new(BTreeMap::new()),
             opener: None,
+            write_linger: Duration::ZERO,
+            push_load: Arc::default(),
             admin: tokio::sync::Mutex::new(()),
         }
     }
@@ -265,6 +287,19 @@ impl<S: ShardData + ShardQuery> ShardHost<S> {
     pub fn with_opener(mut self, opener: Arc<dyn ShardOpener<S>>) -> Self {
         self.opener = Some(opener);
         self
+    }
+
+    /// This host, with writes to an idle shard replica it leads waiting
+    /// `linger` for others to share their Raft entry (see [`GroupCommit`]).
+    pub fn with_write_linger(mut self, linger: Duration) -> Self {
+        self.write_linger = linger;
+        self
+    }
+
+    /// Push calls in progress on this node; a push handler holds
+    /// [`PushLoad::enter`] while it runs.
+    pub fn push_load(&self) -> &PushLoad {
+        &self.push_load
     }
 
     /// The node's Raft log DB.
@@ -320,7 +355,7 @@ impl<S: ShardData + ShardQuery> ShardHost<S> {
             raft,
             data,
             stats,
-            writer: Arc::default(),
+            writer: Arc::new(GroupCommit::new(self.write_linger, Arc::clone(&self.push_load))),
         });
         let mut shards = self.shards.write();
         if shards.contains_key(&shard) {
@@ -437,5 +472,19 @@ fn shard_status<S>(s: &HostedShard<S>) -> ShardStatus {
         term: m.current_term,
         last_applied: m.last_applied.map(|l| l.index),
         last_log: m.last_log_index,
+    }
+}
+
+#[cfg(test)]
+mod timing_tests {
+    use super::raft_timing;
+    use std::time::Duration;
+
+    #[test]
+    fn election_timeouts_are_four_to_eight_heartbeats_and_validate() {
+        let c = raft_timing(Duration::from_millis(200));
+        assert_eq!((c.heartbeat_interval, c.election_timeout_min, c.election_timeout_max), (200, 800, 1600));
+        assert!(c.validate().is_ok());
+        assert_eq!(raft_timing(Duration::ZERO).heartbeat_interval, 10, "floored at 10 ms");
     }
 }

@@ -116,6 +116,15 @@ pub struct ClusterConfig {
     /// Serve linearizable reads under a leader lease (no `ReadIndex.Confirm`
     /// round while it runs; see `grpc/read_index/lease.rs`). Default on.
     pub read_lease: bool,
+    /// How long a write to an idle shard this node leads waits for other
+    /// writes to share its Raft entry (see `shards/group_commit.rs`).
+    /// Zero proposes at once. Default 10 ms.
+    #[serde(with = "humantime_serde")]
+    pub write_linger: std::time::Duration,
+    /// Raft heartbeat interval of the shards this node leads; election
+    /// timeouts are 4–8× it (see `shards::raft_timing`). Default 200 ms.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: std::time::Duration,
 }
 
 impl Default for ClusterConfig {
@@ -129,6 +138,8 @@ impl Default for ClusterConfig {
             join: false,
             snapshot_after_entries: 5000,
             read_lease: true,
+            write_linger: std::time::Duration::from_millis(10),
+            heartbeat_interval: std::time::Duration::from_millis(200),
         }
     }
 }

@@ -3,12 +3,13 @@
 //! Raft snapshot policy, and how it is flushed on shutdown.
 
 use aion_ingester::raft::{shard_tsdb_dir, MemShardData, ShardData, ShardId, ShardStateMachine, TsdbShardData};
-use aion_ingester::shards::{default_raft_config, BoxError, ShardOpener, ShardQuery};
+use aion_ingester::shards::{raft_timing, BoxError, ShardOpener, ShardQuery};
 use aion_ingester::TsdbConfig;
 use anyhow::Context;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A shard state machine backend of the ingester role.
 pub trait Backend: ShardData + ShardQuery + Sized {
@@ -17,7 +18,7 @@ pub trait Backend: ShardData + ShardQuery + Sized {
 
     /// Raft timing and snapshot policy for shards on this backend;
     /// `snapshot_after` entries between snapshots where snapshots are used.
-    fn raft_config(snapshot_after: u64) -> openraft::Config;
+    fn raft_config(snapshot_after: u64, heartbeat: Duration) -> openraft::Config;
 
     /// Opens (or creates) this node's state machine of `shard`.
     fn open(data_dir: &Path, shard: ShardId, cfg: &TsdbConfig) -> anyhow::Result<ShardStateMachine<Self>>;
@@ -31,8 +32,8 @@ pub trait Backend: ShardData + ShardQuery + Sized {
 impl Backend for MemShardData {
     const NAME: &'static str = "memory";
 
-    fn raft_config(_: u64) -> openraft::Config {
-        openraft::Config { snapshot_policy: openraft::SnapshotPolicy::Never, ..default_raft_config() }
+    fn raft_config(_: u64, heartbeat: Duration) -> openraft::Config {
+        openraft::Config { snapshot_policy: openraft::SnapshotPolicy::Never, ..raft_timing(heartbeat) }
     }
 
     fn open(_: &Path, _: ShardId, _: &TsdbConfig) -> anyhow::Result<ShardStateMachine<Self>> {
@@ -50,11 +51,11 @@ impl Backend for MemShardData {
 impl Backend for TsdbShardData {
     const NAME: &'static str = "tsdb";
 
-    fn raft_config(snapshot_after: u64) -> openraft::Config {
+    fn raft_config(snapshot_after: u64, heartbeat: Duration) -> openraft::Config {
         openraft::Config {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_after),
             max_in_snapshot_log_to_keep: snapshot_after,
-            ..default_raft_config()
+            ..raft_timing(heartbeat)
         }
     }
 

@@ -313,6 +313,7 @@ impl<S: ShardData + ShardQuery> Ingester for IngesterService<S> {
         &self,
         req: Request<pb::PushRequest>,
     ) -> Result<Response<pb::PushResponse>, Status> {
+        let _load = self.host.push_load().enter();
         let req = req.into_inner();
         let shard = self.shard(req.shard)?;
         let batch = convert::write_batch_from_pb(&req.tenant, req.series).map_err(invalid)?;
@@ -325,6 +326,7 @@ impl<S: ShardData + ShardQuery> Ingester for IngesterService<S> {
         &self,
         req: Request<pb::PushEncodedRequest>,
     ) -> Result<Response<pb::PushResponse>, Status> {
+        let _load = self.host.push_load().enter();
         self.push_encoded_one(req.into_inner()).await
     }
 
@@ -334,6 +336,7 @@ impl<S: ShardData + ShardQuery> Ingester for IngesterService<S> {
         &self,
         req: Request<pb::PushEncodedMultiRequest>,
     ) -> Result<Response<pb::PushEncodedMultiResponse>, Status> {
+        let _load = self.host.push_load().enter();
         let calls = req.into_inner().shards.into_iter().map(|r| async move {
             let shard = r.shard;
             convert::shard_push_answer(shard, self.push_encoded_one(r).await)

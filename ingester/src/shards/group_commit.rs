@@ -4,8 +4,15 @@
 //! follower, their appends and fsyncs, commit notifications, apply
 //! scheduling) are paid once for all of them.
 //!
-//! A write that finds the shard idle is proposed at once (no added latency);
-//! writes that queue behind it go together as soon as it committed. A merged
+//! A write that finds the shard idle is proposed at once, unless push calls
+//! overlapped on this node within the last second ([`PushLoad`]): then it
+//! waits the *linger* (`ingester_cluster.write_linger`) for others to join
+//! it, like a Kafka producer's `linger.ms`. Under concurrent load every
+//! request touches every shard, so without a linger each shard commits a
+//! stream of small entries; a few milliseconds' wait merges the writes of
+//! concurrent requests and cuts the per-entry Raft work. A lone sequential
+//! sender never waits. Writes that queue behind an in-flight entry go
+//! together as soon as it committed, with no further wait. A merged
 //! entry keeps each write as a *part* ([`ShardWrite::merge`]), and the apply
 //! answers per part, so every Push still gets exactly its own counts and
 //! rejections. Durability is unchanged: a Push is answered only after the
@@ -14,7 +21,9 @@
 use crate::raft::{NodeId, ShardRaft, ShardWrite, WriteSummary};
 use openraft::error::{ClientWriteError, RaftError};
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Most writes merged into one entry.
@@ -35,13 +44,75 @@ struct Queue {
     flushing: bool,
 }
 
+/// How long one moment of concurrent push calls keeps the linger on.
+const CONCURRENCY_MEMORY: Duration = Duration::from_secs(1);
+
+/// Push calls on one node, shared by its group committers: whether several
+/// senders are writing at once (the linger can merge their writes) or just
+/// one that waits for each answer (a linger would only slow it down).
+#[derive(Debug)]
+pub struct PushLoad {
+    in_flight: AtomicUsize,
+    /// When two or more calls last overlapped, in ms since `epoch` (0: never).
+    last_overlap_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for PushLoad {
+    fn default() -> Self {
+        Self { in_flight: AtomicUsize::new(0), last_overlap_ms: AtomicU64::new(0), epoch: Instant::now() }
+    }
+}
+
+impl PushLoad {
+    /// Counts a push call until the guard drops.
+    pub fn enter(&self) -> PushGuard<'_> {
+        if self.in_flight.fetch_add(1, Ordering::Relaxed) >= 1 {
+            let now = self.epoch.elapsed().as_millis() as u64 + 1;
+            self.last_overlap_ms.store(now, Ordering::Relaxed);
+        }
+        PushGuard(self)
+    }
+
+    /// Push calls overlap now, or did within [`CONCURRENCY_MEMORY`].
+    fn concurrent(&self) -> bool {
+        if self.in_flight.load(Ordering::Relaxed) > 1 {
+            return true;
+        }
+        let last = self.last_overlap_ms.load(Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        last != 0 && now.saturating_sub(last) <= CONCURRENCY_MEMORY.as_millis() as u64
+    }
+}
+
+/// One push call in progress (see [`PushLoad::enter`]).
+pub struct PushGuard<'a>(&'a PushLoad);
+
+impl Drop for PushGuard<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The group committer of one shard replica.
 #[derive(Default)]
 pub struct GroupCommit {
     queue: Mutex<Queue>,
+    /// How long a write that finds the shard idle waits for company.
+    linger: Duration,
+    /// The node's push calls in progress (the linger applies only when
+    /// there are others).
+    load: Arc<PushLoad>,
 }
 
 impl GroupCommit {
+    /// A committer whose first write after an idle spell waits `linger`
+    /// before it is proposed while `load` shows concurrent push calls
+    /// (zero: always proposed at once).
+    pub fn new(linger: Duration, load: Arc<PushLoad>) -> Self {
+        Self { queue: Mutex::default(), linger, load }
+    }
+
     /// Commits `write` through `raft` (with whatever queued alongside it)
     /// and returns its own result. Dropping the future does not cancel the
     /// commit.
@@ -63,8 +134,12 @@ impl GroupCommit {
         }
     }
 
-    /// Proposes everything queued, group by group, until the queue is empty.
+    /// Waits the linger (under concurrent load), then proposes everything
+    /// queued, group by group, until the queue is empty.
     async fn flush(&self, raft: ShardRaft) {
+        if !self.linger.is_zero() && self.load.concurrent() {
+            tokio::time::sleep(self.linger).await;
+        }
         loop {
             let waiting = {
                 let mut q = self.queue.lock();
@@ -130,6 +205,10 @@ async fn commit(raft: &ShardRaft, group: Vec<Waiter>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "group_commit_test.rs"]
+mod linger_test;
 
 #[cfg(test)]
 mod tests {
