@@ -14,12 +14,12 @@ pub use replicated::ReplicaMark;
 use crate::config::TsdbConfig;
 use crate::error::{IngesterError, Result};
 use crate::head::Head;
-use crate::keys::{u64_key, ALL_CFS, CF_HEAD, CF_META, CF_WAL, META_CHECKPOINT_SEQ};
+use crate::keys::{u64_key, ALL_CFS, CF_HEAD, CF_META, CF_POSTINGS, CF_SERIES, CF_WAL, META_CHECKPOINT_SEQ};
 use crate::metrics::Metrics;
 use append::Sequencer;
 use parking_lot::{Mutex, RwLock};
 use prometheus_client::registry::Registry;
-use rocksdb::{ColumnFamily, Options, WriteOptions, DB};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, MemtableFactory, Options, WriteOptions, DB};
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -170,6 +170,27 @@ impl Inner {
     }
 }
 
+/// Column families with their options. `series` and `postings` are written
+/// once per new series and read only when the TSDB opens (or dumps a
+/// snapshot), so their memtables are plain vectors, sorted when flushed:
+/// a new series' label postings land at random key positions, and inserting
+/// them into a skip list was ~9 % of an ingester's CPU while series were
+/// being created. Vector memtables cannot take concurrent writers, so
+/// memtable writes are serialised (RocksDB still groups them).
+fn column_families(opts: &mut Options) -> Vec<ColumnFamilyDescriptor> {
+    opts.set_allow_concurrent_memtable_write(false);
+    ALL_CFS
+        .iter()
+        .map(|name| {
+            let mut cf = opts.clone();
+            if [CF_SERIES, CF_POSTINGS].contains(name) {
+                cf.set_memtable_factory(MemtableFactory::Vector);
+            }
+            ColumnFamilyDescriptor::new(*name, cf)
+        })
+        .collect()
+}
+
 impl Tsdb {
     /// Opens (creating if missing) the TSDB in `dir`: loads series, postings
     /// and head state, replays the WAL after the last checkpoint (skipping
@@ -190,7 +211,8 @@ impl Tsdb {
             reason,
         };
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
-        let db = DB::open_cf(&opts, dir, ALL_CFS).map_err(|e| open_err(e.to_string()))?;
+        let cfs = column_families(&mut opts);
+        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| open_err(e.to_string()))?;
         open::check_format_version(&db, dir)?;
         let inner = Arc::new(Inner {
             db,
