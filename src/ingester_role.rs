@@ -70,6 +70,7 @@ async fn run_with<B: Backend>(cfg: Config) -> anyhow::Result<()> {
     };
     tracing::info!(node = me, addr = %my_addr, shards = hosted.len(), first_start, join = cluster.join, state_machine = B::NAME, data_dir = %cfg.data_dir.display(), "starting ingester");
     host.open_all(&hosted).await.context("starting shard replicas")?;
+    host.spawn_heartbeats(cluster.heartbeat_interval);
     let grpc_listener = tokio::net::TcpListener::bind(&cfg.server.grpc_listen_address)
         .await
         .with_context(|| format!("binding gRPC listener on {}", cfg.server.grpc_listen_address))?;

@@ -233,12 +233,20 @@ pub fn default_raft_config() -> Config {
 /// is replaced after its lease (8 heartbeats) plus one election timeout.
 /// Every heartbeat is an `AppendEntries` per shard and follower, so on a
 /// node with many shards it is most of the idle CPU.
+///
+/// openraft's own per-shard heartbeat timer is off: each shard's timer runs
+/// at its own phase, so the heartbeats of a node's shards to one peer went
+/// out as separate gRPC calls. [`ShardHost::spawn_heartbeats`] must run on
+/// every node using this timing; it fires the heartbeats of all the shards
+/// the node leads at the same instant, so they share one `AppendBatch` call
+/// per peer.
 pub fn raft_timing(heartbeat: Duration) -> Config {
     let ms = (heartbeat.as_millis() as u64).max(10);
     Config {
         heartbeat_interval: ms,
         election_timeout_min: ms * 4,
         election_timeout_max: ms * 8,
+        enable_heartbeat: false,
         ..Default::default()
     }
 }
@@ -300,6 +308,32 @@ impl<S: ShardData + ShardQuery> ShardHost<S> {
     /// [`PushLoad::enter`] while it runs.
     pub fn push_load(&self) -> &PushLoad {
         &self.push_load
+    }
+
+    /// Starts the node's heartbeat ticker (for shards run with
+    /// [`raft_timing`]): every `interval`, a heartbeat from each shard this
+    /// node leads, all at once. Ends when the host is dropped.
+    pub fn spawn_heartbeats(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()>
+    where
+        S: 'static,
+    {
+        let host = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(host) = host.upgrade() else { return };
+                let shards: Vec<_> = host.shards.read().values().cloned().collect();
+                for s in shards {
+                    let leads = s.raft.metrics().borrow().state == openraft::ServerState::Leader;
+                    if leads {
+                        // Fails only once the shard's Raft has stopped.
+                        let _ = s.raft.trigger().heartbeat().await;
+                    }
+                }
+            }
+        })
     }
 
     /// The node's Raft log DB.
