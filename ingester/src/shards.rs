@@ -229,7 +229,8 @@ pub fn default_raft_config() -> Config {
 }
 
 /// Raft timing of a cluster whose leaders heartbeat every `heartbeat`
-/// (at least 10 ms): election timeouts of 4–8 heartbeats, so a lost leader
+/// (clamped to 10 ms – 60 s; `ClusterConfig::validate` rejects values
+/// outside): election timeouts of 4–8 heartbeats, so a lost leader
 /// is replaced after its lease (8 heartbeats) plus one election timeout.
 /// Every heartbeat is an `AppendEntries` per shard and follower, so on a
 /// node with many shards it is most of the idle CPU.
@@ -241,7 +242,7 @@ pub fn default_raft_config() -> Config {
 /// the node leads at the same instant, so they share one `AppendBatch` call
 /// per peer.
 pub fn raft_timing(heartbeat: Duration) -> Config {
-    let ms = (heartbeat.as_millis() as u64).max(10);
+    let ms = (heartbeat.as_millis() as u64).clamp(10, 60_000);
     Config {
         heartbeat_interval: ms,
         election_timeout_min: ms * 4,

@@ -7,6 +7,7 @@
 use crate::raft::{NodeId, ShardId};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 /// Errors validating a topology or placing a shard.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,6 +18,18 @@ pub enum TopologyError {
     /// Shard count of zero.
     #[error("shards must be at least 1, got 0")]
     NoShards,
+    /// A Raft timing outside its sane range.
+    #[error("{name} must be between {min:?} and {max:?}, got {got:?}")]
+    TimingOutOfRange {
+        /// The setting.
+        name: &'static str,
+        /// The value given.
+        got: std::time::Duration,
+        /// Smallest accepted.
+        min: std::time::Duration,
+        /// Largest accepted.
+        max: std::time::Duration,
+    },
     /// Replication factor of zero.
     #[error("replication_factor must be at least 1, got 0")]
     ZeroReplication,
@@ -144,10 +157,21 @@ impl Default for ClusterConfig {
     }
 }
 
+/// `got` within `min..=max`, or [`TopologyError::TimingOutOfRange`] naming `name`.
+fn in_range(name: &'static str, got: Duration, min: Duration, max: Duration) -> Result<(), TopologyError> {
+    if (min..=max).contains(&got) {
+        Ok(())
+    } else {
+        Err(TopologyError::TimingOutOfRange { name, got, min, max })
+    }
+}
+
 impl ClusterConfig {
     /// Checks ids, counts and zones, and that `node_id` is listed.
     pub fn validate(&self) -> Result<(), TopologyError> {
         check(&self.ingesters, self.shards, self.replication_factor)?;
+        in_range("heartbeat_interval", self.heartbeat_interval, Duration::from_millis(10), Duration::from_secs(60))?;
+        in_range("write_linger", self.write_linger, Duration::ZERO, Duration::from_secs(1))?;
         if !self.ingesters.iter().any(|i| i.id == self.node_id) {
             return Err(TopologyError::UnknownNode(
                 self.node_id,
@@ -289,6 +313,19 @@ mod tests {
             http_address: None,
             zone: zone.map(String::from),
         }
+    }
+
+    #[test]
+    fn raft_timings_out_of_range_are_named() {
+        let ok = ClusterConfig { ingesters: vec![ing(1, None), ing(2, None), ing(3, None)], ..ClusterConfig::default() };
+        ok.validate().unwrap();
+        let slow = ClusterConfig { heartbeat_interval: Duration::from_secs(3600), ..ok.clone() };
+        let e = slow.validate().unwrap_err().to_string();
+        assert!(e.contains("heartbeat_interval") && e.contains("3600s"), "{e}");
+        let fast = ClusterConfig { heartbeat_interval: Duration::from_millis(1), ..ok.clone() };
+        assert!(fast.validate().unwrap_err().to_string().contains("heartbeat_interval"));
+        let linger = ClusterConfig { write_linger: Duration::from_secs(5), ..ok };
+        assert!(linger.validate().unwrap_err().to_string().contains("write_linger"));
     }
 
     #[test]
