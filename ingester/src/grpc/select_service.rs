@@ -7,9 +7,16 @@
 //! stream's messages name their shard, and the last message lists the
 //! shards answered and those that failed with the status a single-shard
 //! call would have returned (the client retries those one by one).
+//!
+//! The shards are read on at most one blocking thread per core, each
+//! reading its share of them one after the other: a small select (one
+//! series, a few chunks) then costs a thread hop or two, not one per shard,
+//! and a large one still uses every core.
 
 use super::convert;
-use super::server::{read_hosted, select_pb, IngesterService, SelectStream, SERIES_PER_MESSAGE};
+use super::server::{select_pb, storage_status, IngesterService, SelectStream, SERIES_PER_MESSAGE};
+use crate::shards::HostedShard;
+use std::sync::Arc;
 use crate::raft::ShardData;
 use crate::shards::ShardQuery;
 use aion_proto::ingester as pb;
@@ -29,17 +36,7 @@ impl<S: ShardData + ShardQuery> IngesterService<S> {
         } else {
             self.leader_shards(&req.shards).await
         };
-        let reads = req.shards.iter().zip(hosted).map(|(&shard, hosted)| {
-            let (tenant, matchers) = (tenant.clone(), matchers.clone());
-            async move {
-                let r = match hosted {
-                    Ok(h) => read_hosted(h, move |q| select_pb(q, &tenant, &hints, &matchers, unclipped)).await,
-                    Err(e) => Err(e),
-                };
-                (shard, r)
-            }
-        });
-        let results = futures::future::join_all(reads).await;
+        let results = read_in_groups(&req.shards, hosted, move |q| select_pb(q, &tenant, &hints, &matchers, unclipped)).await;
         let mut messages: Vec<Result<pb::SelectResponse, Status>> = Vec::new();
         let mut last = pb::SelectResponse::default();
         for (shard, r) in results {
@@ -61,4 +58,47 @@ impl<S: ShardData + ShardQuery> IngesterService<S> {
         messages.push(Ok(last));
         Ok(Response::new(Box::pin(tokio_stream::iter(messages))))
     }
+}
+
+/// Blocking threads one multi-shard read uses at most.
+fn read_threads() -> usize {
+    std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1).clamp(1, 8)
+}
+
+/// `read(shard data)` for every shard whose leadership was confirmed, the
+/// shards split into at most [`read_threads`] contiguous groups, each read
+/// on one blocking thread; results in `shards` order (a failed
+/// confirmation passes through).
+async fn read_in_groups<S, T, F>(
+    shards: &[u64],
+    hosted: Vec<Result<Arc<HostedShard<S>>, Status>>,
+    read: F,
+) -> Vec<(u64, Result<T, Status>)>
+where
+    S: ShardData + ShardQuery,
+    T: Send + 'static,
+    F: Fn(&dyn aion_model::storage::Queryable) -> Result<T, aion_model::storage::StorageError> + Send + Sync + 'static,
+{
+    let read = Arc::new(read);
+    let per_group = shards.len().div_ceil(read_threads()).max(1);
+    let mut groups = Vec::new();
+    let mut items = shards.iter().copied().zip(hosted).peekable();
+    while items.peek().is_some() {
+        let group: Vec<_> = items.by_ref().take(per_group).collect();
+        let read = Arc::clone(&read);
+        groups.push(async move {
+            let ids: Vec<u64> = group.iter().map(|(id, _)| *id).collect();
+            let run = move || {
+                group
+                    .into_iter()
+                    .map(|(id, h)| (id, h.and_then(|h| read(h.data.queryable()).map_err(|e| storage_status(h.id, e)))))
+                    .collect::<Vec<_>>()
+            };
+            match tokio::task::spawn_blocking(run).await {
+                Ok(done) => done,
+                Err(e) => ids.into_iter().map(|id| (id, Err(Status::internal(format!("shard {id}: read task failed: {e}"))))).collect(),
+            }
+        });
+    }
+    futures::future::join_all(groups).await.into_iter().flatten().collect()
 }

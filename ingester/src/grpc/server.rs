@@ -241,7 +241,7 @@ fn no_leader(shard: ShardId) -> Status {
     ))
 }
 
-fn storage_status(shard: ShardId, e: StorageError) -> Status {
+pub(super) fn storage_status(shard: ShardId, e: StorageError) -> Status {
     match e {
         StorageError::Unavailable(_) => Status::unavailable(format!("shard {shard}: {e}")),
         StorageError::LimitExceeded { .. } => {

@@ -7,7 +7,7 @@
 //! [`ShardSource`], so this crate needs no ingester internals.
 
 use super::union::UnionQueryable;
-use super::{evaluate_partial, plan, wire, MergeOp, PartialResult};
+use super::{evaluate_partial, plan, plan_pair, wire, PartialResult};
 use aion_model::storage::{PushdownRequest, Queryable};
 use aion_model::TenantId;
 use aion_proto::ingester as pb;
@@ -58,7 +58,7 @@ impl<S: ShardSource> PushdownService<S> {
     /// ([`UnionQueryable`]), whose result is the node's partial; the shards
     /// not confirmed are reported as failures.
     async fn evaluate_shards(&self, shards: &[u64], tenant: &TenantId, req: &PushdownRequest, step_arrays: bool) -> Result<pb::AggregateResponse, Status> {
-        merge_op(&req.expr)?;
+        mergeable(&req.expr)?;
         let data = self.source.leader_data_many(shards).await;
         let mut resp = pb::AggregateResponse::default();
         let mut parts: Vec<Arc<dyn Queryable>> = Vec::with_capacity(shards.len());
@@ -110,15 +110,22 @@ async fn evaluate_on(data: Arc<dyn Queryable>, what: &str, tenant: TenantId, req
         .map_err(|e| Status::invalid_argument(format!("{what}: pushdown evaluation failed: {e}")))
 }
 
-/// How partial results of the aggregation `expr` combine.
-fn merge_op(expr: &str) -> Result<MergeOp, Status> {
-    let parsed = promql_parser::parser::parse(expr).map_err(|e| Status::invalid_argument(format!("pushdown expression {expr:?}: {e}")))?;
-    let Expr::Aggregate(a) = parsed else {
-        return Err(Status::invalid_argument(format!("pushdown expression {expr:?} is not an aggregation")));
+/// Checks that `expr` is an aggregation (or a pair of them, see
+/// [`plan_pair`]) whose partial results merge across shards.
+fn mergeable(expr: &str) -> Result<(), Status> {
+    // The engine's memoised parse: a plain parse compiles every regex
+    // matcher again, on every call.
+    let ctx = crate::engine::plan::DurationContext { step_ms: 0, range_ms: 0 };
+    let parsed = crate::engine::plan::parse(expr, ctx).map_err(|e| Status::invalid_argument(format!("pushdown expression {expr:?}: {e}")))?;
+    let mergeable = match &parsed {
+        Expr::Aggregate(a) => plan(a, 0, 0, 0, 0).is_some(),
+        Expr::Binary(b) => plan_pair(b, 0, 0, 0, 0).is_some(),
+        _ => return Err(Status::invalid_argument(format!("pushdown expression {expr:?} is not an aggregation"))),
     };
-    plan(&a, 0, 0, 0, 0)
-        .map(|(_, op)| op)
-        .ok_or_else(|| Status::invalid_argument(format!("pushdown expression {expr:?} cannot be merged across shards")))
+    if !mergeable {
+        return Err(Status::invalid_argument(format!("pushdown expression {expr:?} cannot be merged across shards")));
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]
@@ -200,12 +207,13 @@ mod tests {
         assert!(!r.annotated);
         // One merged series per job, on the step grid: a = 1/s + 3/s... per 15 s step.
         assert_eq!(r.series.len(), 2);
+        let values = |s: &pb::PartialSeries| -> Vec<f64> { s.values_le.chunks(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect() };
         let a = &r.series[0];
-        assert!(a.samples.is_empty() && a.values.len() == 7, "{a:?}");
+        assert!(a.samples.is_empty() && values(a).len() == 7, "{a:?}");
         let want_a = (1.0 + 3.0) / 15.0;
-        assert!(a.values.iter().all(|v| (v - want_a).abs() < 1e-9), "{:?}", a.values);
+        assert!(values(a).iter().all(|v| (v - want_a).abs() < 1e-9), "{:?}", values(a));
         let b = &r.series[1];
-        assert!(b.values.iter().all(|v| (v - 2.0 / 15.0).abs() < 1e-9), "{:?}", b.values);
+        assert!(values(b).iter().all(|v| (v - 2.0 / 15.0).abs() < 1e-9), "{:?}", values(b));
         // The single-shard form still answers with the shard's own result.
         let one = pb::AggregateRequest { shard: 1, ..request(Vec::new()) };
         let r = svc.aggregate(Request::new(one)).await.unwrap().into_inner();
