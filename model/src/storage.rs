@@ -185,7 +185,9 @@ pub trait Queryable: Send + Sync {
 /// A partial aggregation to evaluate on every part of a partitioned store:
 /// a PromQL aggregation (`sum|min|max|count|group [by|without (…)] (inner)`)
 /// evaluated from `start_ms` to `end_ms` every `step_ms` (`step_ms` 0: an
-/// instant evaluation at `start_ms`).
+/// instant evaluation at `start_ms`) — or two of them joined by a binary
+/// operator, whose operands are answered together (the querier's
+/// `pushdown::plan_pair`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushdownRequest {
     /// The aggregation, as PromQL text.

@@ -34,6 +34,17 @@ impl Default for EngineOptions {
     }
 }
 
+/// Both operands of a binary expression, see [`Engine::operands`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operands {
+    /// The left operand's value.
+    pub lhs: Value,
+    /// The right operand's value.
+    pub rhs: Value,
+    /// Whether evaluating them raised warnings or infos.
+    pub annotated: bool,
+}
+
 /// The PromQL engine. Cheap to clone; holds only settings.
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
@@ -97,6 +108,43 @@ impl Engine {
         let steps: Vec<i64> = (0..ev.steps()).map(|i| ev.ts(i)).collect();
         let value = eval::finish_range(v, &steps)?;
         Ok(Self::result(value, shared))
+    }
+
+    /// Both operands of the binary expression `query` (`lhs op rhs`), each
+    /// evaluated as a query of its own would be, from `start_ms` to `end_ms`
+    /// every `step_ms` (0: instant at `start_ms`) — read once when they are
+    /// aggregations of one range function over nested selections (the
+    /// error-ratio shape). `op` itself is not applied. For pushed-down
+    /// pairs: a node answers both partials from one read.
+    pub fn operands(
+        &self,
+        storage: &dyn Queryable,
+        tenant: &TenantId,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<Operands, EngineError> {
+        let range_ms = if step_ms > 0 { end_ms - start_ms } else { 0 };
+        let expr = plan::parse(query, plan::DurationContext { step_ms: step_ms.max(0), range_ms })?;
+        let promql_parser::parser::Expr::Binary(b) = &expr else {
+            return Err(EngineError::Execution(format!("{query} is not a binary expression")));
+        };
+        let end_ms = if step_ms > 0 { end_ms } else { start_ms };
+        let shared = self.shared_for(query, &expr);
+        let ev = eval::Evaluator::new(storage, tenant, &shared, start_ms, end_ms, step_ms.max(0));
+        let (l, r) = match ev.fused_pair(b)? {
+            Some(both) => both,
+            None => (ev.eval(&b.lhs)?, ev.eval(&b.rhs)?),
+        };
+        let (lhs, rhs) = if step_ms > 0 {
+            let steps: Vec<i64> = (0..ev.steps()).map(|i| ev.ts(i)).collect();
+            (eval::finish_range(l, &steps)?, eval::finish_range(r, &steps)?)
+        } else {
+            (eval::finish_instant(l, start_ms)?, eval::finish_instant(r, start_ms)?)
+        };
+        let ann = shared.ann.into_inner();
+        Ok(Operands { lhs, rhs, annotated: !ann.warnings.is_empty() || !ann.infos.is_empty() })
     }
 
     /// Per-query evaluation state: limits, annotations, literal checks, positions.

@@ -14,6 +14,9 @@
 //! that raised an annotation (warning/info) makes the engine fall back to the
 //! plain plan, so annotations and their positions stay exactly Prometheus's.
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod pair_test;
 pub mod service;
 pub mod union;
 pub mod wire;
@@ -23,7 +26,7 @@ use crate::engine::{Engine, EngineError, EngineOptions, Value};
 use aion_model::storage::{PartialSeries, PushdownRequest, Queryable};
 use aion_model::{Labels, Sample, TenantId};
 use promql_parser::parser::token::{T_COUNT, T_GROUP, T_MAX, T_MIN, T_SUM};
-use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
+use promql_parser::parser::{AggregateExpr, BinaryExpr, Expr, LabelModifier};
 use std::collections::hash_map::{Entry, HashMap};
 use std::time::Duration;
 
@@ -83,6 +86,52 @@ pub fn plan(a: &AggregateExpr, start_ms: i64, end_ms: i64, step_ms: i64, lookbac
     Some((req, op))
 }
 
+/// Label marking the right operand's series in a node's answer to a
+/// pushed-down pair (see [`plan_pair`]); never a grouping label there.
+pub const RHS_LABEL: &str = "__aion_pushdown_rhs__";
+
+fn unwrap_parens(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => unwrap_parens(&p.expr),
+        other => other,
+    }
+}
+
+/// Both operands of `b`, two pushable aggregations grouped `by` labels, as
+/// ONE request: each node evaluates both from one read of its data
+/// ([`crate::engine::Engine::operands`]) and answers both partials, the
+/// right operand's series marked with [`RHS_LABEL`] ([`split_sides`]).
+/// The request's expression is `lhs + rhs`; the `+` is never applied.
+/// Returns the request and each side's merge operator.
+pub fn plan_pair(b: &BinaryExpr, start_ms: i64, end_ms: i64, step_ms: i64, lookback_ms: i64) -> Option<(PushdownRequest, MergeOp, MergeOp)> {
+    let (Expr::Aggregate(la), Expr::Aggregate(ra)) = (unwrap_parens(&b.lhs), unwrap_parens(&b.rhs)) else {
+        return None;
+    };
+    // `without` keeps labels the series have, which could include the marker.
+    let by_only = |a: &AggregateExpr| !matches!(a.modifier, Some(LabelModifier::Exclude(_)));
+    if !by_only(la) || !by_only(ra) {
+        return None;
+    }
+    let (l, lop) = plan(la, start_ms, end_ms, step_ms, lookback_ms)?;
+    let (r, rop) = plan(ra, start_ms, end_ms, step_ms, lookback_ms)?;
+    Some((PushdownRequest { expr: format!("{} + {}", l.expr, r.expr), ..l }, lop, rop))
+}
+
+/// A pushed-down pair's answer split into (left, right) operand series,
+/// the marker removed.
+pub fn split_sides(parts: Vec<PartialSeries>) -> (Vec<PartialSeries>, Vec<PartialSeries>) {
+    let (mut lhs, mut rhs) = (Vec::new(), Vec::new());
+    for mut s in parts {
+        if s.labels.get(RHS_LABEL).is_some() {
+            s.labels = s.labels.drop_names(&[RHS_LABEL.to_string()]);
+            rhs.push(s);
+        } else {
+            lhs.push(s);
+        }
+    }
+    (lhs, rhs)
+}
+
 fn is_selector(e: &Expr) -> bool {
     match e {
         Expr::Paren(p) => is_selector(&p.expr),
@@ -127,20 +176,41 @@ pub fn evaluate_partial(
         ..EngineOptions::default()
     };
     let engine = Engine::new(opts);
+    let ctx = crate::engine::plan::DurationContext { step_ms: req.step_ms.max(0), range_ms: (req.end_ms - req.start_ms).max(0) };
+    if matches!(crate::engine::plan::parse(&req.expr, ctx)?, Expr::Binary(_)) {
+        return evaluate_pair(&engine, storage, tenant, req);
+    }
     let result = if req.step_ms <= 0 {
         engine.instant_query(storage, tenant, &req.expr, req.start_ms)?
     } else {
         engine.range_query(storage, tenant, &req.expr, req.start_ms, req.end_ms, req.step_ms)?
     };
     let annotated = !result.warnings.is_empty() || !result.infos.is_empty();
-    let series = match result.value {
+    let series = partial_series(result.value, &req.expr)?;
+    Ok(PartialResult { series, annotated })
+}
+
+/// Both operands of a pushed-down pair ([`plan_pair`]): the left's series
+/// as they are, the right's marked with [`RHS_LABEL`].
+fn evaluate_pair(engine: &Engine, storage: &dyn Queryable, tenant: &TenantId, req: &PushdownRequest) -> Result<PartialResult, EngineError> {
+    let ops = engine.operands(storage, tenant, &req.expr, req.start_ms, req.end_ms, req.step_ms)?;
+    let mut series = partial_series(ops.lhs, &req.expr)?;
+    for mut s in partial_series(ops.rhs, &req.expr)? {
+        s.labels.set(RHS_LABEL, "1");
+        series.push(s);
+    }
+    Ok(PartialResult { series, annotated: ops.annotated })
+}
+
+/// An instant vector or matrix as partial series.
+fn partial_series(v: Value, expr: &str) -> Result<Vec<PartialSeries>, EngineError> {
+    Ok(match v {
         Value::Vector(v) => v.into_iter().map(|s| PartialSeries { labels: s.labels, points: vec![Sample::new(s.t, s.v)] }).collect(),
         Value::Matrix(m) => m.into_iter().map(|s| PartialSeries { labels: s.labels, points: s.samples }).collect(),
         Value::Scalar { .. } | Value::String { .. } => {
-            return Err(EngineError::Execution(format!("pushed-down expression {} is not a vector", req.expr)))
+            return Err(EngineError::Execution(format!("pushed-down expression {expr} is not a vector")))
         }
-    };
-    Ok(PartialResult { series, annotated })
+    })
 }
 
 /// Folds per-shard results into one series per label set, points in time

@@ -21,6 +21,8 @@ use std::collections::HashMap;
 
 mod pair;
 
+pub(crate) use pair::shares_read;
+
 /// Range functions whose only argument is the range vector.
 fn fusable_function(name: &str) -> bool {
     is_range_function(name)

@@ -6,7 +6,9 @@ use super::{Evaluator, Ser, Val};
 use crate::engine::EngineError;
 use aion_model::storage::{PartialSeries, PushdownRequest, StorageError};
 use crate::pushdown::MergeOp;
+use promql_parser::parser::token::T_AVG;
 use promql_parser::parser::{AggregateExpr, BinaryExpr, Expr};
+use std::collections::HashMap;
 
 type Parts = Option<Result<Vec<PartialSeries>, StorageError>>;
 
@@ -34,6 +36,9 @@ impl Evaluator<'_> {
     /// `None` to evaluate it here (not pushable, not supported, or a part
     /// raised annotations).
     pub(crate) fn pushed_down(&self, a: &AggregateExpr) -> Result<Option<Vec<Ser>>, EngineError> {
+        if a.op.id() == T_AVG {
+            return self.pushed_down_avg(a);
+        }
         let Some((req, op)) = self.pushdown_plan(a) else {
             return Ok(None);
         };
@@ -50,6 +55,9 @@ impl Evaluator<'_> {
     pub(crate) fn pushed_down_pair(&self, b: &BinaryExpr) -> Result<Option<(Val, Val)>, EngineError> {
         if !self.storage.may_push_down() {
             return Ok(None);
+        }
+        if let Some(both) = self.pushed_down_shared_read(b)? {
+            return Ok(Some(both));
         }
         let (Expr::Aggregate(la), Expr::Aggregate(ra)) = (unwrap_parens(&b.lhs), unwrap_parens(&b.rhs)) else {
             return Ok(None);
@@ -75,5 +83,66 @@ impl Evaluator<'_> {
             None => self.eval(&b.rhs)?,
         };
         Ok(Some((l, r)))
+    }
+
+    /// Both operands of `b` from ONE pushed-down request when one read
+    /// answers both (`sum by (job) (rate(x{code=~"5.."}[5m])) / sum by
+    /// (job) (rate(x[5m]))`): each node reads, decodes and sweeps the wider
+    /// selection once for both sides, as a single process does
+    /// ([`crate::pushdown::plan_pair`]). `None`: not that shape, or the
+    /// store declined.
+    fn pushed_down_shared_read(&self, b: &BinaryExpr) -> Result<Option<(Val, Val)>, EngineError> {
+        if !super::fused::shares_read(b) {
+            return Ok(None);
+        }
+        let step = if self.start == self.end { 0 } else { self.interval };
+        let Some((req, lop, rop)) = crate::pushdown::plan_pair(b, self.start, self.end, step, self.shared.lookback) else {
+            return Ok(None);
+        };
+        let Some(parts) = self.storage.pushdown(self.tenant, &req) else {
+            return Ok(None);
+        };
+        let (l, r) = crate::pushdown::split_sides(parts?);
+        Ok(Some((Val::Vector(merged(lop, l)), Val::Vector(merged(rop, r)))))
+    }
+
+    /// `avg` pushed down as its `sum` and `count` over the same expression,
+    /// one request answering both from one read (as a pair, see
+    /// [`crate::pushdown::plan_pair`]), divided here per group and step.
+    /// `None` (evaluate here) when not pushable or when a sum overflowed:
+    /// `avg` then switches to an incremental mean the parts cannot give.
+    fn pushed_down_avg(&self, a: &AggregateExpr) -> Result<Option<Vec<Ser>>, EngineError> {
+        if !self.storage.may_push_down() || a.param.is_some() {
+            return Ok(None);
+        }
+        let text = Expr::Aggregate(a.clone()).to_string();
+        let Some(rest) = text.strip_prefix("avg") else { return Ok(None) };
+        let ctx = crate::engine::plan::DurationContext { step_ms: 0, range_ms: 0 };
+        let Ok(Expr::Binary(b)) = crate::engine::plan::parse(&format!("sum{rest} / count{rest}"), ctx) else {
+            return Ok(None);
+        };
+        let step = if self.start == self.end { 0 } else { self.interval };
+        let Some((req, _, _)) = crate::pushdown::plan_pair(&b, self.start, self.end, step, self.shared.lookback) else {
+            return Ok(None);
+        };
+        let Some(parts) = self.storage.pushdown(self.tenant, &req) else {
+            return Ok(None);
+        };
+        let (sums, counts) = crate::pushdown::split_sides(parts?);
+        let counts: HashMap<_, _> = merged(MergeOp::Sum, counts).into_iter().map(|s| (s.labels, s.points)).collect();
+        let mut out = merged(MergeOp::Sum, sums);
+        for s in &mut out {
+            let Some(n) = counts.get(&s.labels) else { return Ok(None) };
+            if n.len() != s.points.len() {
+                return Ok(None);
+            }
+            for (p, c) in s.points.iter_mut().zip(n) {
+                if p.t != c.t || p.v.is_infinite() {
+                    return Ok(None);
+                }
+                p.v /= c.v;
+            }
+        }
+        Ok(Some(out))
     }
 }

@@ -64,6 +64,12 @@ fn plan(b: &BinaryExpr) -> Result<Option<Plan<'_>>, EngineError> {
     Ok(Some(Plan { aggs: [la, ra], calls: [lc, rc], base, extra }))
 }
 
+/// True when `b`'s operands are two aggregations of one range function
+/// over nested selections, which one read answers ([`Evaluator::fused_pair`]).
+pub(crate) fn shares_read(b: &BinaryExpr) -> bool {
+    matches!(plan(b), Ok(Some(_)))
+}
+
 /// Both sides' results of one group.
 struct PairFolded {
     base: Folded,
