@@ -2,6 +2,7 @@
 //! `label/<name>/values`, `status/buildinfo`, `format_query`, `parse_query`), served
 //! under `/api/v1/` and `/prometheus/api/v1/`, GET and POST form bodies alike.
 
+mod float;
 pub mod metadata;
 pub mod metric_metadata;
 pub mod params;

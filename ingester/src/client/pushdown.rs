@@ -102,19 +102,34 @@ fn partial_from_pb(req: &PushdownRequest, series: Vec<pb::PartialSeries>, annota
 
 /// A partial series' points: from its step arrays when it has them, else its samples.
 fn points_from_pb(req: &PushdownRequest, s: &pb::PartialSeries) -> Result<Vec<Sample>, String> {
-    if s.values.is_empty() && s.present.is_empty() {
+    if s.values.is_empty() && s.values_le.is_empty() && s.present.is_empty() {
         return Ok(s.samples.iter().map(|p| Sample::new(p.timestamp_ms, p.value)).collect());
     }
+    if !s.values.is_empty() && !s.values_le.is_empty() {
+        return Err("partial series: both values and values_le set".into());
+    }
+    if !s.values_le.len().is_multiple_of(8) {
+        return Err(format!("partial series: values_le has {} bytes, not a multiple of 8", s.values_le.len()));
+    }
+    let raw = s.values_le.chunks_exact(8).map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
+    if s.values_le.is_empty() {
+        on_grid(req, &s.present, s.values.iter().copied(), s.values.len())
+    } else {
+        on_grid(req, &s.present, raw, s.values_le.len() / 8)
+    }
+}
+
+/// `values` placed on `req`'s step grid at the steps set in `present`.
+fn on_grid(req: &PushdownRequest, present: &[u8], mut values: impl Iterator<Item = f64>, count: usize) -> Result<Vec<Sample>, String> {
     let step = req.step_ms.max(0);
-    let mut values = s.values.iter();
-    let mut out = Vec::with_capacity(s.values.len());
-    for (byte_i, &byte) in s.present.iter().enumerate() {
+    let mut out = Vec::with_capacity(count);
+    for (byte_i, &byte) in present.iter().enumerate() {
         let mut bits = byte;
         while bits != 0 {
             let i = byte_i * 8 + bits.trailing_zeros() as usize;
             bits &= bits - 1;
             let v = values.next().ok_or("partial series: fewer values than present steps")?;
-            out.push(Sample::new(req.start_ms + i as i64 * step, *v));
+            out.push(Sample::new(req.start_ms + i as i64 * step, v));
         }
     }
     if values.next().is_some() {
@@ -134,20 +149,27 @@ mod tests {
 
     #[test]
     fn step_arrays_decode_onto_the_grid() {
-        let s = pb::PartialSeries { labels: vec![], samples: vec![], values: vec![1.0, 2.0, 3.0], present: vec![0b1000_0001, 0b0000_0100] };
+        let s = pb::PartialSeries { labels: vec![], samples: vec![], values: vec![1.0, 2.0, 3.0], present: vec![0b1000_0001, 0b0000_0100], values_le: vec![] };
         let got = points_from_pb(&req(1_000), &s).unwrap();
         assert_eq!(got, vec![Sample::new(1_000, 1.0), Sample::new(8_000, 2.0), Sample::new(11_000, 3.0)]);
-        let instant = pb::PartialSeries { labels: vec![], samples: vec![], values: vec![5.0], present: vec![1] };
+        let le: Vec<u8> = [1.0f64, 2.0, 3.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let raw = pb::PartialSeries { labels: vec![], samples: vec![], values: vec![], present: vec![0b1000_0001, 0b0000_0100], values_le: le };
+        assert_eq!(points_from_pb(&req(1_000), &raw).unwrap(), got);
+        let instant = pb::PartialSeries { labels: vec![], samples: vec![], values: vec![5.0], present: vec![1], values_le: vec![] };
         assert_eq!(points_from_pb(&req(0), &instant).unwrap(), vec![Sample::new(1_000, 5.0)]);
     }
 
     #[test]
     fn samples_are_used_without_step_arrays_and_bad_arrays_are_rejected() {
-        let s = pb::PartialSeries { labels: vec![], samples: vec![pb::Sample { timestamp_ms: 7, value: 1.0 }], values: vec![], present: vec![] };
+        let s = pb::PartialSeries { labels: vec![], samples: vec![pb::Sample { timestamp_ms: 7, value: 1.0 }], values: vec![], present: vec![], values_le: vec![] };
         assert_eq!(points_from_pb(&req(1_000), &s).unwrap(), vec![Sample::new(7, 1.0)]);
-        let short = pb::PartialSeries { labels: vec![], samples: vec![], values: vec![1.0], present: vec![0b11] };
+        let short = pb::PartialSeries { labels: vec![], samples: vec![], values: vec![1.0], present: vec![0b11], values_le: vec![] };
         assert!(points_from_pb(&req(1_000), &short).is_err());
-        let long = pb::PartialSeries { labels: vec![], samples: vec![], values: vec![1.0, 2.0], present: vec![0b1] };
+        let long = pb::PartialSeries { labels: vec![], samples: vec![], values: vec![1.0, 2.0], present: vec![0b1], values_le: vec![] };
         assert!(points_from_pb(&req(1_000), &long).is_err());
+        let ragged = pb::PartialSeries { labels: vec![], samples: vec![], values: vec![], present: vec![0b1], values_le: vec![0; 7] };
+        assert!(points_from_pb(&req(1_000), &ragged).unwrap_err().contains("multiple of 8"));
+        let both = pb::PartialSeries { labels: vec![], samples: vec![], values: vec![1.0], present: vec![0b1], values_le: vec![0; 8] };
+        assert!(points_from_pb(&req(1_000), &both).is_err());
     }
 }

@@ -99,7 +99,9 @@ pub fn format_value(v: f64) -> String {
     } else if v == f64::NEG_INFINITY {
         "-Inf".into()
     } else {
-        format!("{v}")
+        let mut s = String::new();
+        super::float::write_finite(&mut s, v);
+        s
     }
 }
 
@@ -143,7 +145,7 @@ fn write_float_point(out: &mut String, t: i64, v: f64) {
     write_timestamp(out, t);
     out.push_str(",\"");
     if v.is_finite() {
-        let _ = write!(out, "{v}");
+        super::float::write_finite(out, v);
     } else {
         out.push_str(&format_value(v));
     }

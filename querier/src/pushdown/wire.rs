@@ -41,12 +41,15 @@ pub fn series_to_pb(req: &PushdownRequest, s: &PartialSeries, step_arrays: bool)
             for &i in &idx {
                 present[i / 8] |= 1 << (i % 8);
             }
-            let values = s.points.iter().map(|p| p.v).collect();
-            return pb::PartialSeries { labels, samples: Vec::new(), values, present };
+            let mut values_le = Vec::with_capacity(s.points.len() * 8);
+            for p in &s.points {
+                values_le.extend_from_slice(&p.v.to_le_bytes());
+            }
+            return pb::PartialSeries { labels, samples: Vec::new(), values: Vec::new(), present, values_le };
         }
     }
     let samples = s.points.iter().map(|p| pb::Sample { timestamp_ms: p.t, value: p.v }).collect();
-    pb::PartialSeries { labels, samples, values: Vec::new(), present: Vec::new() }
+    pb::PartialSeries { labels, samples, values: Vec::new(), present: Vec::new(), values_le: Vec::new() }
 }
 
 fn labels_to_pb(l: &Labels) -> Vec<pb::Label> {
@@ -73,12 +76,14 @@ mod tests {
         let pb = series_to_pb(&req(1_000), &s, true);
         assert!(pb.samples.is_empty());
         assert_eq!(pb.present, vec![0b0000_0101, 0b0000_0010], "steps 0, 2 and 9");
-        assert_eq!(pb.values.len(), 3);
-        assert_eq!(pb.values[0], 1.5);
-        assert!(pb.values[1].is_nan());
+        let values: Vec<f64> = pb.values_le.chunks(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect();
+        assert!(pb.values.is_empty());
+        assert_eq!(values.len(), 3);
+        assert_eq!(values[0], 1.5);
+        assert!(values[1].is_nan());
         // Instant evaluation: step 0 is the only grid point.
         let pb = series_to_pb(&req(0), &series(&[(1_000, 2.0)]), true);
-        assert_eq!((pb.values, pb.present), (vec![2.0], vec![1]));
+        assert_eq!((pb.values_le, pb.present), (2.0f64.to_le_bytes().to_vec(), vec![1]));
     }
 
     #[test]
@@ -91,7 +96,7 @@ mod tests {
             (series(&[(1_000, 1.0)]), false),
         ] {
             let pb = series_to_pb(&req(1_000), &s, step_arrays);
-            assert!(pb.values.is_empty() && pb.present.is_empty());
+            assert!(pb.values.is_empty() && pb.values_le.is_empty() && pb.present.is_empty());
             assert_eq!(pb.samples.len(), s.points.len());
         }
     }
