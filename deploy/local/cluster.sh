@@ -28,7 +28,8 @@
 #   AION_EXTRA_DISTRIBUTOR_FLAGS extra flags for the distributors (e.g. --config.file=bench/aion-bench.yaml)
 #   AION_SHARDS       shard count of a new cluster (default 16; e.g. 3 = one leader
 #                     per ingester, the cheapest per sample; an existing cluster
-#                     dir keeps the count it was created with)
+#                     dir keeps the count it was created with, kept in
+#                     $AION_CLUSTER_DIR/shard-count)
 set -euo pipefail
 
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/aion/target}"
@@ -131,6 +132,19 @@ cmd_up() {
       die "$n is already running (pid $(live_pid "$n")); run '$0 down' first"
     fi
   done
+  # The shard count is fixed when the cluster is created: remember it, so a
+  # later `up` (without AION_SHARDS) starts every role with the same count.
+  local count_file="$AION_CLUSTER_DIR/shard-count"
+  if [[ -f $count_file ]]; then
+    local kept
+    kept=$(cat "$count_file")
+    if [[ -n ${AION_SHARDS:-} && $AION_SHARDS != "$kept" ]]; then
+      die "$AION_CLUSTER_DIR was created with $kept shards; AION_SHARDS=$AION_SHARDS cannot change that (use a new AION_CLUSTER_DIR)"
+    fi
+    SHARDS=$kept
+  else
+    echo "$SHARDS" >"$count_file"
+  fi
   for n in $(names); do
     mkdir -p "$AION_CLUSTER_DIR/$n"
     # shellcheck disable=SC2046 # the argument list is split on purpose
