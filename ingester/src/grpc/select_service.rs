@@ -60,9 +60,11 @@ impl<S: ShardData + ShardQuery> IngesterService<S> {
     }
 }
 
-/// Blocking threads one multi-shard read uses at most.
+/// Blocking threads one multi-shard read uses at most: the cores, looked up
+/// once (`available_parallelism` reads cgroup files on every call).
 fn read_threads() -> usize {
-    std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1).clamp(1, 8)
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1).clamp(1, 8))
 }
 
 /// `read(shard data)` for every shard whose leadership was confirmed, the
