@@ -6,29 +6,39 @@
 //! `ingester::client::pushdown`.
 
 use aion_model::storage::{PartialSeries, PushdownRequest};
-use aion_model::Labels;
+use aion_model::{Labels, Sample};
 use aion_proto::ingester as pb;
 
-/// Step index of every point on `req`'s grid, or `None` if one is off it.
-fn grid_indices(req: &PushdownRequest, s: &PartialSeries) -> Option<Vec<usize>> {
-    let mut out = Vec::with_capacity(s.points.len());
+/// Step index of point `t` on `req`'s grid, or `None` if it is off it.
+#[inline]
+fn grid_index(req: &PushdownRequest, t: i64) -> Option<usize> {
+    let d = t.checked_sub(req.start_ms)?;
+    if req.step_ms <= 0 {
+        (d == 0).then_some(0)
+    } else if d % req.step_ms == 0 && t <= req.end_ms {
+        usize::try_from(d / req.step_ms).ok()
+    } else {
+        None
+    }
+}
+
+/// `points` as a `present` bitmap and raw little-endian values, in one
+/// pass; `None` if a point is off `req`'s grid or steps do not increase.
+fn step_arrays_of(req: &PushdownRequest, points: &[Sample]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let last = grid_index(req, points.last()?.t)?;
+    let mut present = vec![0u8; last / 8 + 1];
+    let mut values_le = Vec::with_capacity(points.len() * 8);
     let mut prev: Option<usize> = None;
-    for p in &s.points {
-        let d = p.t.checked_sub(req.start_ms)?;
-        let i = if req.step_ms <= 0 {
-            (d == 0).then_some(0)?
-        } else if d % req.step_ms == 0 && p.t <= req.end_ms {
-            usize::try_from(d / req.step_ms).ok()?
-        } else {
-            return None;
-        };
-        if prev.is_some_and(|q| q >= i) {
+    for p in points {
+        let i = grid_index(req, p.t)?;
+        if prev.is_some_and(|q| q >= i) || i > last {
             return None;
         }
         prev = Some(i);
-        out.push(i);
+        present[i / 8] |= 1 << (i % 8);
+        values_le.extend_from_slice(&p.v.to_le_bytes());
     }
-    Some(out)
+    Some((present, values_le))
 }
 
 /// `s` for the wire: step arrays when `step_arrays` and every point is on
@@ -36,15 +46,10 @@ fn grid_indices(req: &PushdownRequest, s: &PartialSeries) -> Option<Vec<usize>> 
 pub fn series_to_pb(req: &PushdownRequest, s: &PartialSeries, step_arrays: bool) -> pb::PartialSeries {
     let labels = labels_to_pb(&s.labels);
     if step_arrays {
-        if let Some(idx) = grid_indices(req, s) {
-            let mut present = vec![0u8; idx.last().map_or(0, |&i| i / 8 + 1)];
-            for &i in &idx {
-                present[i / 8] |= 1 << (i % 8);
-            }
-            let mut values_le = Vec::with_capacity(s.points.len() * 8);
-            for p in &s.points {
-                values_le.extend_from_slice(&p.v.to_le_bytes());
-            }
+        if s.points.is_empty() {
+            return pb::PartialSeries { labels, samples: Vec::new(), values: Vec::new(), present: Vec::new(), values_le: Vec::new() };
+        }
+        if let Some((present, values_le)) = step_arrays_of(req, &s.points) {
             return pb::PartialSeries { labels, samples: Vec::new(), values: Vec::new(), present, values_le };
         }
     }
@@ -60,7 +65,6 @@ fn labels_to_pb(l: &Labels) -> Vec<pb::Label> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use aion_model::Sample;
 
     fn req(step_ms: i64) -> PushdownRequest {
         PushdownRequest { expr: "sum(x)".into(), start_ms: 1_000, end_ms: 10_000, step_ms, lookback_ms: 300_000 }

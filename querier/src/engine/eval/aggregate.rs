@@ -290,12 +290,21 @@ impl Evaluator<'_> {
                 members[gi].push((si, v));
             }
             let t = self.ts(step);
+            // Members are in input order (ascending series index), so value
+            // then index is the order a stable sort by value gives: the k
+            // first are picked in linear time, then only they are sorted.
+            let by_value = |a: &(usize, f64), b: &(usize, f64)| {
+                let v = if op == T_TOPK { cmp_desc_nan_last(a.1, b.1) } else { cmp_asc_nan_last(a.1, b.1) };
+                v.then(a.0.cmp(&b.0))
+            };
             for gi in order {
                 let m = &mut members[gi];
-                match op {
-                    T_TOPK => m.sort_by(|a, b| cmp_desc_nan_last(a.1, b.1)),
-                    T_BOTTOMK => m.sort_by(|a, b| cmp_asc_nan_last(a.1, b.1)),
-                    _ => {}
+                if matches!(op, T_TOPK | T_BOTTOMK) {
+                    if kk < m.len() {
+                        m.select_nth_unstable_by(kk - 1, by_value);
+                        m.truncate(kk);
+                    }
+                    m.sort_unstable_by(by_value);
                 }
                 for &(si, v) in m.iter().take(kk) {
                     let slot = *slots[si].get_or_insert_with(|| out.slot(&input[si].labels));
