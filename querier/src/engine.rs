@@ -105,8 +105,7 @@ impl Engine {
             return Err(EngineError::TooManySamples("query execution".into()));
         }
         let v = ev.eval(&expr)?;
-        let steps: Vec<i64> = (0..ev.steps()).map(|i| ev.ts(i)).collect();
-        let value = eval::finish_range(v, &steps)?;
+        let value = Self::finish(&ev, v, false)?;
         Ok(Self::result(value, shared))
     }
 
@@ -137,14 +136,20 @@ impl Engine {
             Some(both) => both,
             None => (ev.eval(&b.lhs)?, ev.eval(&b.rhs)?),
         };
-        let (lhs, rhs) = if step_ms > 0 {
-            let steps: Vec<i64> = (0..ev.steps()).map(|i| ev.ts(i)).collect();
-            (eval::finish_range(l, &steps)?, eval::finish_range(r, &steps)?)
-        } else {
-            (eval::finish_instant(l, start_ms)?, eval::finish_instant(r, start_ms)?)
-        };
+        let instant = step_ms <= 0;
+        let (lhs, rhs) = (Self::finish(&ev, l, instant)?, Self::finish(&ev, r, instant)?);
         let ann = shared.ann.into_inner();
         Ok(Operands { lhs, rhs, annotated: !ann.warnings.is_empty() || !ann.infos.is_empty() })
+    }
+
+    /// An evaluation's value as the API value: a vector at the instant, or a
+    /// matrix over the evaluator's steps.
+    fn finish(ev: &eval::Evaluator, v: eval::Val, instant: bool) -> Result<Value, EngineError> {
+        if instant {
+            return eval::finish_instant(v, ev.ts(0));
+        }
+        let steps: Vec<i64> = (0..ev.steps()).map(|i| ev.ts(i)).collect();
+        eval::finish_range(v, &steps)
     }
 
     /// Per-query evaluation state: limits, annotations, literal checks, positions.

@@ -4,6 +4,7 @@
 
 use super::{ShardHost, ShardHostError, ShardQuery};
 use crate::raft::{ShardData, ShardId};
+use crate::shards::NodeId;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -67,7 +68,9 @@ impl<S: ShardData + ShardQuery> ShardHost<S> {
         if let Err(e) = hosted.raft.shutdown().await {
             tracing::warn!(shard, node = self.node_id, "raft shutdown: {e}");
         }
+        let data = Arc::downgrade(&hosted.data);
         drop(hosted);
+        wait_released(&data, RELEASE_WAIT, shard, self.node_id).await;
         self.log_db
             .shard(shard)
             .destroy()
@@ -105,5 +108,52 @@ impl<S: ShardData + ShardQuery> ShardHost<S> {
             shard,
             node: self.node_id,
         })
+    }
+}
+
+/// How long [`ShardHost::drop_shard`] waits for the last user of a dropped
+/// replica's data (a read in flight, a state-machine task finishing) to let
+/// go before deleting its files.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits until nothing holds `data` any more, so its store is closed (no
+/// background flush still writing into the directory about to be
+/// deleted); gives up with a warning after `within` ([`RELEASE_WAIT`]).
+/// Returns whether it was released.
+async fn wait_released<S>(data: &std::sync::Weak<S>, within: std::time::Duration, shard: ShardId, node: NodeId) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while data.strong_count() > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(shard, node, holders = data.strong_count(), "dropped replica's data still in use; deleting it anyway");
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn deletion_waits_for_the_last_holder_then_gives_up() {
+        let data = Arc::new(7u32);
+        let weak = Arc::downgrade(&data);
+        let holder = Arc::clone(&data);
+        drop(data);
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(80)).await;
+            drop(holder);
+        });
+        let t = tokio::time::Instant::now();
+        assert!(wait_released(&weak, Duration::from_secs(5), 0, 1).await);
+        assert!(t.elapsed() >= Duration::from_millis(80), "returned before the holder let go");
+        release.await.unwrap_or_default();
+        let kept = Arc::new(1u32);
+        let t = tokio::time::Instant::now();
+        assert!(!wait_released(&Arc::downgrade(&kept), Duration::from_millis(50), 0, 1).await);
+        assert!(t.elapsed() >= Duration::from_millis(50));
     }
 }

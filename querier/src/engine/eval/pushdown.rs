@@ -26,10 +26,18 @@ fn merged(op: MergeOp, parts: Vec<PartialSeries>) -> Vec<Ser> {
 }
 
 impl Evaluator<'_> {
+    /// The step of a pushdown request: 0 for an instant evaluation.
+    fn pushdown_step(&self) -> i64 {
+        if self.start == self.end {
+            0
+        } else {
+            self.interval
+        }
+    }
+
     /// The pushdown request of `a` and the operator merging its parts.
     fn pushdown_plan(&self, a: &AggregateExpr) -> Option<(PushdownRequest, MergeOp)> {
-        let step = if self.start == self.end { 0 } else { self.interval };
-        crate::pushdown::plan(a, self.start, self.end, step, self.shared.lookback)
+        crate::pushdown::plan(a, self.start, self.end, self.pushdown_step(), self.shared.lookback)
     }
 
     /// The aggregation's output if the storage evaluated it by pushdown;
@@ -95,8 +103,7 @@ impl Evaluator<'_> {
         if !super::fused::shares_read(b) {
             return Ok(None);
         }
-        let step = if self.start == self.end { 0 } else { self.interval };
-        let Some((req, lop, rop)) = crate::pushdown::plan_pair(b, self.start, self.end, step, self.shared.lookback) else {
+        let Some((req, lop, rop)) = crate::pushdown::plan_pair(b, self.start, self.end, self.pushdown_step(), self.shared.lookback) else {
             return Ok(None);
         };
         let Some(parts) = self.storage.pushdown(self.tenant, &req) else {
@@ -121,8 +128,7 @@ impl Evaluator<'_> {
         let Ok(Expr::Binary(b)) = crate::engine::plan::parse(&format!("sum{rest} / count{rest}"), ctx) else {
             return Ok(None);
         };
-        let step = if self.start == self.end { 0 } else { self.interval };
-        let Some((req, _, _)) = crate::pushdown::plan_pair(&b, self.start, self.end, step, self.shared.lookback) else {
+        let Some((req, _, _)) = crate::pushdown::plan_pair(&b, self.start, self.end, self.pushdown_step(), self.shared.lookback) else {
             return Ok(None);
         };
         let Some(parts) = self.storage.pushdown(self.tenant, &req) else {
