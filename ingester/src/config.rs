@@ -10,7 +10,9 @@ use std::time::Duration;
 #[serde(default, deny_unknown_fields)]
 pub struct TsdbConfig {
     /// How long samples are kept, measured back from the newest sample stored.
-    /// Whole 2 h blocks older than that are dropped. Default `15d`.
+    /// Older data is not read, and is deleted once its whole chunk key span
+    /// (a tenth of the retention a directory was created with, 2 h to a
+    /// day) has expired. Default `15d`.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
     /// How often the background thread persists head chunks, purges the WAL and

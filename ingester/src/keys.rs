@@ -25,19 +25,38 @@ pub(crate) const META_FORMAT_VERSION: &[u8] = b"format_version";
 pub(crate) const META_NEXT_REF: &[u8] = b"next_series_ref";
 /// Meta key: last WAL sequence number covered by the checkpoint (u64 BE value).
 pub(crate) const META_CHECKPOINT_SEQ: &[u8] = b"checkpoint_seq";
+/// Meta key: width in ms of the chunk key span (u64 BE value; absent = [`BLOCK_MS`]).
+pub(crate) const META_CHUNK_SPAN: &[u8] = b"chunk_span_ms";
 
 /// On-disk format version this build writes and reads.
 pub(crate) const FORMAT_VERSION: u8 = 1;
 /// Version byte leading every value this build writes.
 pub(crate) const VALUE_VERSION: u8 = 1;
 
-/// Width of a time block: chunks never span two blocks, retention drops whole blocks.
+/// Width of a time block: chunks never span two blocks; chunk keys and retention group blocks into spans.
 pub const BLOCK_MS: i64 = 2 * 3600 * 1000;
 
 /// Start of the block holding `t`.
 pub(crate) fn block_start(t: i64) -> i64 {
-    let b = i128::from(t).div_euclid(i128::from(BLOCK_MS)) * i128::from(BLOCK_MS);
+    span_start(t, BLOCK_MS)
+}
+
+/// Start of the `width`-ms span (aligned to the epoch) holding `t`.
+pub(crate) fn span_start(t: i64, width: i64) -> i64 {
+    let b = i128::from(t).div_euclid(i128::from(width)) * i128::from(width);
     b.max(i128::from(i64::MIN)) as i64
+}
+
+/// Widest chunk key span a new TSDB gets: a day.
+pub(crate) const MAX_CHUNK_SPAN_MS: i64 = 12 * BLOCK_MS;
+
+/// The chunk key span a new TSDB with `retention_ms` gets: a tenth of the
+/// retention (as Prometheus sizes its largest blocks), in whole blocks,
+/// between one block and a day. Retention drops whole spans, so data is
+/// kept up to one span past the retention window.
+pub(crate) fn chunk_span_for(retention_ms: i64) -> i64 {
+    let tenth = retention_ms / 10;
+    (tenth - tenth.rem_euclid(BLOCK_MS)).clamp(BLOCK_MS, MAX_CHUNK_SPAN_MS)
 }
 
 /// Order-preserving big-endian encoding of a signed timestamp.
@@ -61,24 +80,24 @@ pub(crate) fn parse_u64_key(k: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(a))
 }
 
-/// Chunks CF key: `block_start | series_ref | chunk_mint`, 24 bytes.
-pub(crate) fn chunk_key(block: i64, series: u64, mint: i64) -> [u8; 24] {
+/// Chunks CF key: `span_start | series_ref | chunk_mint`, 24 bytes.
+pub(crate) fn chunk_key(span: i64, series: u64, mint: i64) -> [u8; 24] {
     let mut k = [0u8; 24];
-    k[..8].copy_from_slice(&ts_bytes(block));
+    k[..8].copy_from_slice(&ts_bytes(span));
     k[8..16].copy_from_slice(&series.to_be_bytes());
     k[16..].copy_from_slice(&ts_bytes(mint));
     k
 }
 
-/// Chunks CF key prefix of one series within one block, 16 bytes.
-pub(crate) fn chunk_prefix(block: i64, series: u64) -> [u8; 16] {
+/// Chunks CF key prefix of one series within one span, 16 bytes.
+pub(crate) fn chunk_prefix(span: i64, series: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&ts_bytes(block));
+    k[..8].copy_from_slice(&ts_bytes(span));
     k[8..].copy_from_slice(&series.to_be_bytes());
     k
 }
 
-/// Parses a chunks CF key into `(block, series_ref, mint)`.
+/// Parses a chunks CF key into `(span_start, series_ref, mint)`.
 pub(crate) fn parse_chunk_key(k: &[u8]) -> Option<(i64, u64, i64)> {
     if k.len() != 24 {
         return None;
@@ -178,6 +197,18 @@ mod tests {
             Some((-BLOCK_MS, 7, -3))
         );
         assert!(chunk_key(0, 7, 3).starts_with(&chunk_prefix(0, 7)));
+    }
+
+    #[test]
+    fn chunk_spans_are_a_tenth_of_retention_in_whole_blocks_up_to_a_day() {
+        let h = 3600 * 1000;
+        assert_eq!(chunk_span_for(2 * h), BLOCK_MS);
+        assert_eq!(chunk_span_for(24 * h), BLOCK_MS);
+        assert_eq!(chunk_span_for(50 * h), 4 * h);
+        assert_eq!(chunk_span_for(15 * 24 * h), 24 * h);
+        assert_eq!(chunk_span_for(i64::MAX), MAX_CHUNK_SPAN_MS);
+        assert_eq!(span_start(25 * h, 24 * h), 24 * h);
+        assert_eq!(span_start(-1, 24 * h), -24 * h);
     }
 
     #[test]

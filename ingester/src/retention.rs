@@ -1,13 +1,15 @@
-//! Retention: drops whole 2 h blocks older than the retention window,
+//! Retention: drops whole chunk key spans (a tenth of the retention, 2 h to
+//! a day; see `keys::chunk_span_for`) older than the retention window,
 //! measured back from the newest stored sample (like Prometheus, so replaying
-//! old data or a stopped clock never wipes the store).
+//! old data or a stopped clock never wipes the store). As with Prometheus's
+//! blocks, data is kept until its whole span has expired.
 //!
-//! Chunks are keyed `block | ref | mint`, so one `DeleteRange` over
-//! `[min block, cut block)` removes every expired chunk; SST files wholly inside
+//! Chunks are keyed `span | ref | mint`, so one `DeleteRange` over
+//! `[min span, cut span)` removes every expired chunk; SST files wholly inside
 //! the range are deleted outright to return the space at once.
 
 use crate::error::{IngesterError, Result};
-use crate::keys::{block_start, ts_bytes, CF_CHUNKS};
+use crate::keys::{block_start, span_start, ts_bytes, CF_CHUNKS};
 use crate::tsdb::Inner;
 
 impl Inner {
@@ -22,7 +24,8 @@ impl Inner {
             return Ok(Some(cut_block));
         }
         let cf = self.cf(CF_CHUNKS);
-        let (from, to) = (ts_bytes(i64::MIN), ts_bytes(cut_block));
+        let cut_span = span_start(cut_block, self.chunk_span());
+        let (from, to) = (ts_bytes(i64::MIN), ts_bytes(cut_span));
         self.db
             .delete_file_in_range_cf(cf, from, to)
             .map_err(IngesterError::rocks("deleting expired chunk files"))?;

@@ -62,6 +62,8 @@ pub(crate) struct Inner {
     replica: Mutex<ReplicaMark>,
     /// Raft mode: batches applied since open.
     replicated_applies: std::sync::atomic::AtomicU64,
+    /// Width of the chunk key span (`meta` `chunk_span_ms`), set by `load`.
+    chunk_span: std::sync::atomic::AtomicI64,
 }
 
 /// A time-series database on RocksDB: `Send + Sync`, meant to be shared
@@ -73,6 +75,11 @@ pub struct Tsdb {
 }
 
 impl Inner {
+    /// Width of the chunks CF key span of this directory.
+    pub(crate) fn chunk_span(&self) -> i64 {
+        self.chunk_span.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Handle of a column family opened at start.
     pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
         self.db
@@ -213,7 +220,10 @@ impl Tsdb {
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         let cfs = column_families(&mut opts);
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| open_err(e.to_string()))?;
-        open::check_format_version(&db, dir)?;
+        let created = open::check_format_version(&db, dir)?;
+        if created {
+            open::set_chunk_span(&db, crate::keys::chunk_span_for(cfg.retention_ms()))?;
+        }
         let inner = Arc::new(Inner {
             db,
             head: RwLock::new(Head::new(cfg.max_samples_per_chunk)),
@@ -225,6 +235,7 @@ impl Tsdb {
             failed: Mutex::new(None),
             replica: Mutex::new(ReplicaMark::default()),
             replicated_applies: std::sync::atomic::AtomicU64::new(0),
+            chunk_span: std::sync::atomic::AtomicI64::new(crate::keys::BLOCK_MS),
         });
         inner.load()?;
         inner.apply_retention()?;
@@ -251,7 +262,7 @@ impl Tsdb {
         self.inner.checkpoint()
     }
 
-    /// Drops whole blocks older than the retention window (measured back from
+    /// Drops whole chunk key spans (2 h to a day) older than the retention window (measured back from
     /// the newest stored sample). Also run at open and by the background thread.
     pub fn apply_retention(&self) -> Result<()> {
         self.inner.apply_retention().map(|_| ())

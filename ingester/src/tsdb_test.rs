@@ -15,6 +15,9 @@ use tempfile::TempDir;
 #[path = "tsdb_restart_test.rs"]
 mod tsdb_restart_test;
 
+#[path = "tsdb_span_test.rs"]
+mod tsdb_span_test;
+
 fn cfg() -> TsdbConfig {
     TsdbConfig {
         checkpoint_interval: Duration::ZERO,

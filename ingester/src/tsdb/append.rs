@@ -11,7 +11,7 @@ use crate::error::{IngesterError, Result};
 use crate::head::{ApplyWrites, SeriesHint};
 use crate::head::Head;
 use crate::keys::{
-    block_start, chunk_key, postings_key, u64_key, CF_CHUNKS, CF_META, CF_POSTINGS, CF_SERIES,
+    chunk_key, span_start, postings_key, u64_key, CF_CHUNKS, CF_META, CF_POSTINGS, CF_SERIES,
     CF_WAL, META_NEXT_REF, VALUE_VERSION,
 };
 use crate::series::encode_series;
@@ -180,6 +180,7 @@ impl Inner {
         if !writes.new_series.is_empty() {
             wb.put_cf(self.cf(CF_META), META_NEXT_REF, head.next_ref.to_be_bytes());
         }
+        let span = self.chunk_span();
         for c in &writes.closed {
             buf.clear();
             buf.push(VALUE_VERSION);
@@ -187,7 +188,7 @@ impl Inner {
             buf.extend_from_slice(&c.bytes);
             wb.put_cf(
                 self.cf(CF_CHUNKS),
-                chunk_key(block_start(c.mint), c.series, c.mint),
+                chunk_key(span_start(c.mint, span), c.series, c.mint),
                 &buf,
             );
         }

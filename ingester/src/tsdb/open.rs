@@ -4,16 +4,17 @@ use super::Inner;
 use crate::error::{IngesterError, Result};
 use crate::head::HeadState;
 use crate::keys::{
-    parse_postings_key, parse_u64_key, u64_key, CF_HEAD, CF_META, CF_POSTINGS, CF_SERIES, CF_WAL,
-    FORMAT_VERSION, META_CHECKPOINT_SEQ, META_FORMAT_VERSION, META_NEXT_REF,
+    parse_postings_key, parse_u64_key, u64_key, BLOCK_MS, CF_HEAD, CF_META, CF_POSTINGS, CF_SERIES, CF_WAL,
+    FORMAT_VERSION, META_CHECKPOINT_SEQ, META_CHUNK_SPAN, META_FORMAT_VERSION, META_NEXT_REF,
 };
 use crate::series::decode_series;
 use crate::wal;
 use rocksdb::{Direction, IteratorMode, DB};
 use std::path::Path;
 
-/// Writes the format version into a new directory, or checks an existing one.
-pub(super) fn check_format_version(db: &DB, dir: &Path) -> Result<()> {
+/// Writes the format version into a new directory (returning true), or
+/// checks an existing one (returning false).
+pub(super) fn check_format_version(db: &DB, dir: &Path) -> Result<bool> {
     let meta = db
         .cf_handle(CF_META)
         .expect("BUG: every column family is opened at start");
@@ -21,7 +22,7 @@ pub(super) fn check_format_version(db: &DB, dir: &Path) -> Result<()> {
         .get_cf(meta, META_FORMAT_VERSION)
         .map_err(IngesterError::rocks("reading the format version"))?
     {
-        Some(v) if v == [FORMAT_VERSION] => Ok(()),
+        Some(v) if v == [FORMAT_VERSION] => Ok(false),
         Some(v) => Err(IngesterError::FormatVersion {
             dir: dir.display().to_string(),
             found: v.first().copied().unwrap_or(0),
@@ -29,8 +30,18 @@ pub(super) fn check_format_version(db: &DB, dir: &Path) -> Result<()> {
         }),
         None => db
             .put_cf(meta, META_FORMAT_VERSION, [FORMAT_VERSION])
+            .map(|()| true)
             .map_err(IngesterError::rocks("writing the format version")),
     }
+}
+
+/// Records the chunk key span of a new directory (before anything is written).
+pub(super) fn set_chunk_span(db: &DB, span_ms: i64) -> Result<()> {
+    let meta = db
+        .cf_handle(CF_META)
+        .expect("BUG: every column family is opened at start");
+    db.put_cf(meta, META_CHUNK_SPAN, u64_key(span_ms as u64))
+        .map_err(IngesterError::rocks("writing the chunk span"))
 }
 
 /// Reads a u64 BE meta value (0 when absent).
@@ -54,6 +65,7 @@ impl Inner {
     pub(super) fn load(&self) -> Result<()> {
         let checkpoint_seq = meta_u64(&self.db, self, META_CHECKPOINT_SEQ)?;
         let next_ref = meta_u64(&self.db, self, META_NEXT_REF)?;
+        self.load_chunk_span()?;
         self.load_series()?;
         self.load_postings()?;
         self.load_head()?;
@@ -75,6 +87,23 @@ impl Inner {
             applied_seq = head.applied_seq,
             "TSDB opened"
         );
+        Ok(())
+    }
+
+    /// Directories from before spans existed have no `chunk_span_ms`: their
+    /// chunk keys use the 2 h block.
+    fn load_chunk_span(&self) -> Result<()> {
+        let span = match meta_u64(&self.db, self, META_CHUNK_SPAN)? {
+            0 => BLOCK_MS,
+            v => i64::try_from(v).unwrap_or(0),
+        };
+        if span <= 0 || span % BLOCK_MS != 0 {
+            return Err(IngesterError::corrupt(
+                "meta key chunk_span_ms".to_string(),
+                format!("{span} ms is not a whole number of 2 h blocks"),
+            ));
+        }
+        self.chunk_span.store(span, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 

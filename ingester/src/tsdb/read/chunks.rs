@@ -1,19 +1,19 @@
-//! The persisted side of a read: walking the chunks column family block by
-//! block for a sorted set of series refs (stepping over other series' keys
+//! The persisted side of a read: walking the chunks column family span by
+//! span for a sorted set of series refs (stepping over other series' keys
 //! where that is cheaper than a seek), and decoding what was read — on two
 //! threads when the read is large.
 
 use super::{Candidate, Inner};
 use crate::error::{IngesterError, Result};
 use crate::keys::{
-    block_start, chunk_prefix, parse_chunk_key, prefix_upper_bound, ts_bytes, BLOCK_MS, CF_CHUNKS,
-    VALUE_VERSION,
+    block_start, chunk_key, chunk_prefix, parse_chunk_key, prefix_upper_bound, span_start,
+    ts_bytes, CF_CHUNKS, VALUE_VERSION,
 };
 use aion_model::chunk::{ChunkSeries, XorIter};
 use aion_model::labels::Labels;
 use aion_model::sample::Sample;
 use aion_model::storage::SelectHints;
-use rocksdb::{ReadOptions, SnapshotWithThreadMode, DB};
+use rocksdb::{DBRawIteratorWithThreadMode, ReadOptions, SnapshotWithThreadMode, DB};
 use std::collections::HashMap;
 
 /// A persisted chunk read from the chunks CF.
@@ -98,8 +98,18 @@ fn merge_overlaps(samples: &mut Vec<Sample>) {
     samples.dedup_by_key(|s| s.t);
 }
 
-/// The sorted refs of `cands` and the time span their chunks are read over.
+/// True when the open chunk holds every sample of the candidate in `hints`:
+/// it starts at or before `hints.start`, and samples arrive in time order,
+/// so all later ones are in it (persisted chunks hold older samples, or
+/// copies of its own after a replay).
+fn head_covers(c: &Candidate, hints: &SelectHints) -> bool {
+    c.head.as_ref().is_some_and(|(mint, _)| *mint <= hints.start)
+}
+
+/// The sorted refs of `cands` whose persisted chunks are needed, and the
+/// time span those are read over.
 pub(super) fn refs_and_span(cands: &[Candidate], hints: &SelectHints) -> (Vec<u64>, i64, i64) {
+    let cands: Vec<&Candidate> = cands.iter().filter(|c| !head_covers(c, hints)).collect();
     let mut refs: Vec<u64> = cands.iter().map(|c| c.r).collect();
     refs.sort_unstable();
     let lo = cands
@@ -138,8 +148,9 @@ impl Inner {
     }
 
     /// Calls `sink(ref, mint, chunk bytes)` for every persisted chunk of
-    /// `refs` (sorted) overlapping `hints`: block by block, within a block
-    /// in ref order, each series' chunks in time order.
+    /// `refs` (sorted) overlapping `hints`: span by span (see
+    /// `keys::chunk_span_for`), within a span in ref order, each series'
+    /// chunks in time order — one seek per series and span at most.
     fn visit_chunks(
         &self,
         snap: &SnapshotWithThreadMode<'_, DB>,
@@ -152,9 +163,10 @@ impl Inner {
         if refs.is_empty() || lo > hi {
             return Ok(());
         }
-        let hi_block = block_start(hi);
+        let width = self.chunk_span();
+        let hi_span = span_start(hi, width);
         let mut ro = ReadOptions::default();
-        if let Some(ub) = prefix_upper_bound(&ts_bytes(hi_block)) {
+        if let Some(ub) = prefix_upper_bound(&ts_bytes(hi_span)) {
             ro.set_iterate_upper_bound(ub);
         }
         // With an upper bound RocksDB by default sizes a readahead on every
@@ -163,21 +175,25 @@ impl Inner {
         // that probing is wasted work.
         ro.set_auto_readahead_size(false);
         let mut it = snap.raw_iterator_cf_opt(self.cf(CF_CHUNKS), ro);
-        let mut block = block_start(lo);
+        // Chunks never cross a 2 h block: those of blocks before `lo`'s end
+        // before `lo`, so a series' chunks are read from this block on.
+        let first_block = block_start(lo);
+        let mut span = span_start(lo, width);
         loop {
-            // Jump over empty blocks: land on the first key at or after `block`.
-            it.seek(ts_bytes(block));
-            let Some((b, _, _)) = it.key().and_then(parse_chunk_key) else {
+            // Jump over empty spans: land on the first key at or after `span`.
+            it.seek(ts_bytes(span));
+            let Some((s, _, _)) = it.key().and_then(parse_chunk_key) else {
                 break;
             };
-            if b > hi_block {
+            if s > hi_span {
                 break;
             }
-            block = b;
+            span = s;
+            let from = first_block.max(span);
             let mut skip_budget = MAX_SKIP_BEFORE_SEEK;
             let mut prev: Option<u64> = None;
             for &r in refs {
-                let prefix = chunk_prefix(block, r);
+                let target = chunk_key(span, r, from);
                 // The iterator is on the first key after the previous ref's
                 // chunks; a few `next`s usually reach `r` (or show it has no
                 // chunks here) far cheaper than a seek. When more series than
@@ -186,56 +202,63 @@ impl Inner {
                 prev = Some(r);
                 let budget = if far { 0 } else { skip_budget };
                 let mut skipped = 0;
-                loop {
-                    match it.key().map(parse_chunk_key) {
-                        Some(Some((b, kr, _))) if b == block && kr < r => {
-                            if skipped == budget {
-                                it.seek(prefix);
-                                // Sparse refs: step less before seeking next time.
-                                skip_budget = MIN_SKIP_BEFORE_SEEK;
-                                break;
-                            }
-                            it.next();
-                            skipped += 1;
-                        }
-                        // Not a chunk key: seek past it as a lookup would.
-                        Some(None) => {
-                            it.seek(prefix);
-                            break;
-                        }
-                        _ => {
-                            skip_budget = MAX_SKIP_BEFORE_SEEK;
-                            break;
-                        }
-                    }
-                }
-                while let (Some(k), Some(v)) = (it.key(), it.value()) {
-                    if !k.starts_with(&prefix) {
+                // Stepping reached `r`: allow the full budget again.
+                skip_budget = MAX_SKIP_BEFORE_SEEK;
+                while it.key().is_some_and(|k| k < &target[..]) {
+                    if skipped == budget {
+                        it.seek(target);
+                        // Sparse refs: step less before seeking next time.
+                        skip_budget = MIN_SKIP_BEFORE_SEEK;
                         break;
-                    }
-                    let Some((_, _, mint)) = parse_chunk_key(k) else {
-                        break;
-                    };
-                    if v.len() < 9 || v[0] != VALUE_VERSION {
-                        return Err(IngesterError::corrupt(
-                            format!("chunk of series {r} at {mint}"),
-                            format!("bad header ({} bytes)", v.len()),
-                        ));
-                    }
-                    let maxt = i64::from_le_bytes(v[1..9].try_into().expect("BUG: slice of 8"));
-                    if maxt >= hints.start && mint <= hints.end {
-                        sink(r, mint, &v[9..]);
                     }
                     it.next();
+                    skipped += 1;
                 }
+                self.read_series_chunks(&mut it, span, r, hints, &mut sink)?;
             }
-            match block.checked_add(BLOCK_MS) {
-                Some(n) if n <= hi_block => block = n,
+            match span.checked_add(width) {
+                Some(n) if n <= hi_span => span = n,
                 _ => break,
             }
         }
         it.status()
             .map_err(IngesterError::rocks("reading chunks"))
+    }
+
+    /// From the iterator's position: the chunks of series `r` in `span`
+    /// that overlap `hints`, until its first chunk starting after them.
+    fn read_series_chunks(
+        &self,
+        it: &mut DBRawIteratorWithThreadMode<'_, DB>,
+        span: i64,
+        r: u64,
+        hints: &SelectHints,
+        sink: &mut impl FnMut(u64, i64, &[u8]),
+    ) -> Result<()> {
+        let prefix = chunk_prefix(span, r);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let Some((_, _, mint)) = parse_chunk_key(k) else {
+                break;
+            };
+            if mint > hints.end {
+                break;
+            }
+            if v.len() < 9 || v[0] != VALUE_VERSION {
+                return Err(IngesterError::corrupt(
+                    format!("chunk of series {r} at {mint}"),
+                    format!("bad header ({} bytes)", v.len()),
+                ));
+            }
+            let maxt = i64::from_le_bytes(v[1..9].try_into().expect("BUG: slice of 8"));
+            if maxt >= hints.start {
+                sink(r, mint, &v[9..]);
+            }
+            it.next();
+        }
+        Ok(())
     }
 
     /// Decoded samples in `hints` for each candidate (in candidate order).
