@@ -69,18 +69,19 @@ fn a_new_directory_keys_chunks_by_its_span_and_keeps_it_across_config_changes() 
 #[test]
 fn a_directory_without_a_span_reads_and_writes_2h_blocks() {
     let dir = TempDir::new().unwrap();
-    let (old, new) = three_days().split_at(72).clone_pair();
+    let all_samples = three_days();
+    let (old, new) = all_samples.split_at(72);
     {
         // Retention of a day gives 2 h spans, the layout before spans existed.
         let db = Tsdb::open(dir.path(), with_retention(1)).unwrap();
-        write(&db, &old);
+        write(&db, old);
     }
     {
         let raw = raw(&dir);
         raw.delete_cf(raw.cf_handle(CF_META).unwrap(), META_CHUNK_SPAN).unwrap();
     }
     let db = Tsdb::open(dir.path(), with_retention(15)).unwrap();
-    write(&db, &new);
+    write(&db, new);
     let got = all(&db, "t", &[eq("__name__", "m")]);
     assert!(got.iter().all(|(_, s)| *s == three_days()));
     drop(db);
@@ -122,14 +123,4 @@ fn retention_drops_whole_spans_and_hides_what_it_cut_in_the_rest() {
     assert!(spans.contains(&(2 * DAY)));
     let db = Tsdb::open(dir.path(), c).unwrap();
     assert_eq!(all(&db, "t", &[eq("job", "a")])[0].1, want);
-}
-
-trait ClonePair {
-    fn clone_pair(self) -> (Vec<(i64, f64)>, Vec<(i64, f64)>);
-}
-
-impl ClonePair for (&[(i64, f64)], &[(i64, f64)]) {
-    fn clone_pair(self) -> (Vec<(i64, f64)>, Vec<(i64, f64)>) {
-        (self.0.to_vec(), self.1.to_vec())
-    }
 }
