@@ -254,6 +254,11 @@ struct Acc {
 
 /// A group's first part as accumulators (sorted, duplicates combined).
 fn start_acc(op: MergeOp, points: &[Sample]) -> Vec<Acc> {
+    if points.windows(2).all(|w| w[0].t < w[1].t) {
+        // One point per step (the usual case): no duplicates to combine.
+        let first = |v: f64| if op == MergeOp::Group { 1.0 } else { v };
+        return points.iter().map(|p| Acc { t: p.t, v: first(p.v), c: 0.0 }).collect();
+    }
     let mut out: Vec<Acc> = Vec::with_capacity(points.len());
     for p in points {
         match out.last_mut() {
@@ -267,8 +272,13 @@ fn start_acc(op: MergeOp, points: &[Sample]) -> Vec<Acc> {
 /// Adds a part's points (time order) into a group's accumulators.
 fn fold_points(op: MergeOp, acc: &mut Vec<Acc>, points: &[Sample]) {
     if acc.len() == points.len() && acc.iter().zip(points).all(|(a, p)| a.t == p.t) {
-        for (a, p) in acc.iter_mut().zip(points) {
-            combine(op, a, p.v);
+        // Same steps (the usual case): one loop per operation.
+        let pairs = acc.iter_mut().zip(points);
+        match op {
+            MergeOp::Sum => pairs.for_each(|(a, p)| (a.v, a.c) = kahan_add(a.v, a.c, p.v)),
+            MergeOp::Min => pairs.for_each(|(a, p)| combine(MergeOp::Min, a, p.v)),
+            MergeOp::Max => pairs.for_each(|(a, p)| combine(MergeOp::Max, a, p.v)),
+            MergeOp::Group => {}
         }
         return;
     }

@@ -119,9 +119,38 @@ fn points_from_pb(req: &PushdownRequest, s: &pb::PartialSeries) -> Result<Vec<Sa
     }
 }
 
+/// True when `present` sets exactly the first `count` steps.
+fn first_steps_only(present: &[u8], count: usize) -> bool {
+    let (full, rest) = (count / 8, count % 8);
+    let tail_ok = match present.get(full) {
+        Some(&b) => b == ((1u16 << rest) - 1) as u8,
+        None => rest == 0,
+    };
+    present.len() >= full
+        && present[..full].iter().all(|&b| b == 0xff)
+        && tail_ok
+        && present.get(full + 1..).is_none_or(|r| r.iter().all(|&b| b == 0))
+}
+
 /// `values` placed on `req`'s step grid at the steps set in `present`.
 fn on_grid(req: &PushdownRequest, present: &[u8], mut values: impl Iterator<Item = f64>, count: usize) -> Result<Vec<Sample>, String> {
     let step = req.step_ms.max(0);
+    if first_steps_only(present, count) {
+        // A value at every step from the first (the usual case): no bit walk.
+        let out: Vec<Sample> = values
+            .by_ref()
+            .take(count)
+            .enumerate()
+            .map(|(i, v)| Sample::new(req.start_ms + i as i64 * step, v))
+            .collect();
+        if out.len() < count {
+            return Err("partial series: fewer values than present steps".into());
+        }
+        if values.next().is_some() {
+            return Err("partial series: more values than present steps".into());
+        }
+        return Ok(out);
+    }
     let mut out = Vec::with_capacity(count);
     for (byte_i, &byte) in present.iter().enumerate() {
         let mut bits = byte;
@@ -171,5 +200,33 @@ mod tests {
         assert!(points_from_pb(&req(1_000), &ragged).unwrap_err().contains("multiple of 8"));
         let both = pb::PartialSeries { labels: vec![], samples: vec![], values: vec![1.0], present: vec![0b1], values_le: vec![0; 8] };
         assert!(points_from_pb(&req(1_000), &both).is_err());
+    }
+
+    #[test]
+    fn a_full_grid_takes_the_fast_path_with_the_same_result_and_checks() {
+        for n in [1usize, 7, 8, 9, 16, 19] {
+            let values: Vec<f64> = (0..n).map(|i| i as f64 * 0.5).collect();
+            let mut present = vec![0u8; n.div_ceil(8)];
+            for i in 0..n {
+                present[i / 8] |= 1 << (i % 8);
+            }
+            assert!(first_steps_only(&present, n), "{n}");
+            let want: Vec<Sample> = values.iter().enumerate().map(|(i, &v)| Sample::new(1_000 + i as i64 * 1_000, v)).collect();
+            let s = pb::PartialSeries { labels: vec![], samples: vec![], values: values.clone(), present: present.clone(), values_le: vec![] };
+            assert_eq!(points_from_pb(&req(1_000), &s).unwrap(), want, "{n}");
+            // One more step present than values: not the fast path, and an error.
+            let mut more = present.clone();
+            if n % 8 == 0 {
+                more.push(1);
+            } else {
+                more[n / 8] |= 1 << (n % 8);
+            }
+            assert!(!first_steps_only(&more, n));
+            let s = pb::PartialSeries { labels: vec![], samples: vec![], values, present: more, values_le: vec![] };
+            assert!(points_from_pb(&req(1_000), &s).is_err(), "{n}");
+        }
+        assert!(!first_steps_only(&[0xff, 0, 1], 8));
+        assert!(first_steps_only(&[0xff, 0, 0], 8));
+        assert!(!first_steps_only(&[0xfe], 7));
     }
 }
