@@ -37,7 +37,7 @@ pub enum IngesterError {
     InvalidConfig(String),
     /// The data directory was written by an incompatible format version.
     #[error(
-        "data directory {dir} has TSDB format version {found}, this build reads version {expected}"
+        "data directory {dir} has TSDB format version {found}, this build reads versions 1 to {expected}"
     )]
     FormatVersion {
         /// The data directory.

@@ -28,8 +28,12 @@ pub(crate) const META_CHECKPOINT_SEQ: &[u8] = b"checkpoint_seq";
 /// Meta key: width in ms of the chunk key span (u64 BE value; absent = [`BLOCK_MS`]).
 pub(crate) const META_CHUNK_SPAN: &[u8] = b"chunk_span_ms";
 
-/// On-disk format version this build writes and reads.
-pub(crate) const FORMAT_VERSION: u8 = 1;
+/// On-disk format version this build writes: 2 records `chunk_span_ms`
+/// (so builds that predate spans, and would read its chunk keys as 2 h
+/// blocks, refuse the directory instead of misreading it).
+pub(crate) const FORMAT_VERSION: u8 = 2;
+/// The version of directories from before chunk spans (2 h blocks); still read.
+pub(crate) const FORMAT_VERSION_BLOCKS: u8 = 1;
 /// Version byte leading every value this build writes.
 pub(crate) const VALUE_VERSION: u8 = 1;
 

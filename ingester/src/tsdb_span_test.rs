@@ -2,7 +2,7 @@
 //! from before spans existed (2 h blocks), honoured by reads and retention.
 
 use super::*;
-use crate::keys::{chunk_span_for, META_CHUNK_SPAN};
+use crate::keys::{chunk_span_for, META_CHUNK_SPAN, META_FORMAT_VERSION};
 
 const HOUR: i64 = 3600 * 1000;
 const DAY: i64 = 24 * HOUR;
@@ -77,8 +77,12 @@ fn a_directory_without_a_span_reads_and_writes_2h_blocks() {
         write(&db, old);
     }
     {
+        // As a build from before spans left it: format version 1, no span.
         let raw = raw(&dir);
-        raw.delete_cf(raw.cf_handle(CF_META).unwrap(), META_CHUNK_SPAN).unwrap();
+        let meta = raw.cf_handle(CF_META).unwrap();
+        assert_eq!(raw.get_cf(meta, META_FORMAT_VERSION).unwrap().unwrap(), [2]);
+        raw.delete_cf(meta, META_CHUNK_SPAN).unwrap();
+        raw.put_cf(meta, META_FORMAT_VERSION, [1]).unwrap();
     }
     let db = Tsdb::open(dir.path(), with_retention(15)).unwrap();
     write(&db, new);
@@ -123,4 +127,32 @@ fn retention_drops_whole_spans_and_hides_what_it_cut_in_the_rest() {
     assert!(spans.contains(&(2 * DAY)));
     let db = Tsdb::open(dir.path(), c).unwrap();
     assert_eq!(all(&db, "t", &[eq("job", "a")])[0].1, want);
+}
+
+#[test]
+fn a_snapshot_carries_its_span_and_the_format_version_that_names_it() {
+    let (a, b) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let want = three_days();
+    let leader = Tsdb::open(a.path(), with_retention(15)).unwrap();
+    write(&leader, &want);
+    let dump = leader.dump_state().unwrap();
+    {
+        // The follower would key chunks by 2 h blocks, as a version 1 directory.
+        let follower = Tsdb::open(b.path(), with_retention(1)).unwrap();
+        drop(follower);
+        let raw = raw(&b);
+        let meta = raw.cf_handle(CF_META).unwrap();
+        raw.delete_cf(meta, META_CHUNK_SPAN).unwrap();
+        raw.put_cf(meta, META_FORMAT_VERSION, [1]).unwrap();
+    }
+    let follower = Tsdb::open(b.path(), with_retention(1)).unwrap();
+    follower.install_state(&dump).unwrap();
+    let got = all(&follower, "t", &[eq("__name__", "m")]);
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|(_, s)| *s == want));
+    drop(follower);
+    let raw = raw(&b);
+    let meta = raw.cf_handle(CF_META).unwrap();
+    assert_eq!(raw.get_cf(meta, META_FORMAT_VERSION).unwrap().unwrap(), [2]);
+    assert_eq!(raw.get_cf(meta, META_CHUNK_SPAN).unwrap().unwrap(), u64_key(DAY as u64));
 }

@@ -5,7 +5,7 @@ use crate::error::{IngesterError, Result};
 use crate::head::HeadState;
 use crate::keys::{
     parse_postings_key, parse_u64_key, u64_key, BLOCK_MS, CF_HEAD, CF_META, CF_POSTINGS, CF_SERIES, CF_WAL,
-    FORMAT_VERSION, META_CHECKPOINT_SEQ, META_CHUNK_SPAN, META_FORMAT_VERSION, META_NEXT_REF,
+    FORMAT_VERSION, FORMAT_VERSION_BLOCKS, META_CHECKPOINT_SEQ, META_CHUNK_SPAN, META_FORMAT_VERSION, META_NEXT_REF,
 };
 use crate::series::decode_series;
 use crate::wal;
@@ -22,7 +22,7 @@ pub(super) fn check_format_version(db: &DB, dir: &Path) -> Result<bool> {
         .get_cf(meta, META_FORMAT_VERSION)
         .map_err(IngesterError::rocks("reading the format version"))?
     {
-        Some(v) if v == [FORMAT_VERSION] => Ok(false),
+        Some(v) if v == [FORMAT_VERSION] || v == [FORMAT_VERSION_BLOCKS] => Ok(false),
         Some(v) => Err(IngesterError::FormatVersion {
             dir: dir.display().to_string(),
             found: v.first().copied().unwrap_or(0),

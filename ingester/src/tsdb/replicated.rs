@@ -23,7 +23,8 @@ use crate::codec::{put_bytes, put_uvarint, Reader};
 use crate::error::{IngesterError, Result};
 use crate::head::{Head, SeriesKey};
 use crate::keys::{
-    CF_CHUNKS, CF_HEAD, CF_META, CF_POSTINGS, CF_SERIES, CF_WAL, META_FORMAT_VERSION,
+    CF_CHUNKS, CF_HEAD, CF_META, CF_POSTINGS, CF_SERIES, CF_WAL, FORMAT_VERSION, META_CHUNK_SPAN,
+    META_FORMAT_VERSION,
 };
 use crate::raft::ShardWrite;
 use aion_model::storage::{AppendOutcome, WriteBatch};
@@ -252,6 +253,11 @@ impl Inner {
         }
         for (name, k, v) in &records {
             wb.put_cf(self.cf(name), k, v);
+        }
+        // A span in the snapshot: this directory's chunk keys are now spans,
+        // which builds that predate them must not open (see `FORMAT_VERSION`).
+        if records.iter().any(|(name, k, _)| *name == CF_META && *k == META_CHUNK_SPAN) {
+            wb.put_cf(self.cf(CF_META), META_FORMAT_VERSION, [FORMAT_VERSION]);
         }
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
