@@ -84,6 +84,7 @@ impl QuerierConfig {
             lookback_delta: self.lookback_delta,
             timeout: self.timeout,
             max_samples: self.max_samples,
+            ..EngineOptions::default()
         }
     }
 

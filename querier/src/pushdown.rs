@@ -173,6 +173,7 @@ pub fn evaluate_partial(
     let opts = EngineOptions {
         lookback_delta: Duration::from_millis(req.lookback_ms.max(1) as u64),
         timeout,
+        prefer_fused: true,
         ..EngineOptions::default()
     };
     let engine = Engine::new(opts);

@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     pub invalid_literals: Vec<(String, String)>,
     /// Source positions for annotations.
     pub positions: super::positions::Positions,
+    /// See [`EngineOptions::prefer_fused`].
+    pub prefer_fused: bool,
 }
 
 /// Evaluates expressions over the steps `start..=end` every `interval` ms.
@@ -97,6 +99,7 @@ impl Shared {
             lookback: opts.lookback_delta.as_millis() as i64,
             invalid_literals: Vec::new(),
             positions: Default::default(),
+            prefer_fused: opts.prefer_fused,
         }
     }
 }

@@ -147,9 +147,10 @@ fn sweep_work(input: &RangeInput, steps: usize) -> usize {
 }
 
 /// True when `groups` are too few to fold in parallel for this much work
-/// (sweeping series in parallel is then faster).
-fn too_few_groups(groups: usize, work: usize) -> bool {
-    groups < 4 * super::parallel::cores() && work >= super::parallel::MIN_PARALLEL_WORK
+/// (sweeping series in parallel is then faster, unless the query prefers
+/// fused folding: see `EngineOptions::prefer_fused`).
+fn too_few_groups(prefer_fused: bool, groups: usize, work: usize) -> bool {
+    !prefer_fused && groups < 4 * super::parallel::cores() && work >= super::parallel::MIN_PARALLEL_WORK
 }
 
 impl Evaluator<'_> {
@@ -163,7 +164,7 @@ impl Evaluator<'_> {
         let (groups, members) = group_members(&input.series, a);
         let steps = self.steps();
         let work = sweep_work(&input, steps);
-        if too_few_groups(groups.len(), work) {
+        if too_few_groups(self.shared.prefer_fused, groups.len(), work) {
             return Ok(FusedAgg::Inner(self.sweep_range_call(c, &[], input)?));
         }
         let encoded = std::mem::take(&mut input.encoded);

@@ -173,7 +173,7 @@ impl Evaluator<'_> {
         let steps = self.steps();
         let work = sweep_work(&input, steps);
         let (groups, members) = group_members(&input.series, p.aggs[base]);
-        if too_few_groups(groups.len(), work) {
+        if too_few_groups(self.shared.prefer_fused, groups.len(), work) {
             // Series-parallel sweeps instead: the wide side from what was
             // read, the narrow side as usual (lhs first, as always).
             let wide = |input| -> Result<Val, EngineError> {
