@@ -220,10 +220,7 @@ impl Tsdb {
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         let cfs = column_families(&mut opts);
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| open_err(e.to_string()))?;
-        let created = open::check_format_version(&db, dir)?;
-        if created {
-            open::set_chunk_span(&db, crate::keys::chunk_span_for(cfg.retention_ms()))?;
-        }
+        open::check_format_version(&db, dir, crate::keys::chunk_span_for(cfg.retention_ms()))?;
         let inner = Arc::new(Inner {
             db,
             head: RwLock::new(Head::new(cfg.max_samples_per_chunk)),

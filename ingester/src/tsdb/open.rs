@@ -12,9 +12,9 @@ use crate::wal;
 use rocksdb::{Direction, IteratorMode, DB};
 use std::path::Path;
 
-/// Writes the format version into a new directory (returning true), or
-/// checks an existing one (returning false).
-pub(super) fn check_format_version(db: &DB, dir: &Path) -> Result<bool> {
+/// Checks an existing directory's format version, or writes the version and
+/// `new_span_ms` (its chunk key span) into a new one, in one write.
+pub(super) fn check_format_version(db: &DB, dir: &Path, new_span_ms: i64) -> Result<()> {
     let meta = db
         .cf_handle(CF_META)
         .expect("BUG: every column family is opened at start");
@@ -22,26 +22,20 @@ pub(super) fn check_format_version(db: &DB, dir: &Path) -> Result<bool> {
         .get_cf(meta, META_FORMAT_VERSION)
         .map_err(IngesterError::rocks("reading the format version"))?
     {
-        Some(v) if v == [FORMAT_VERSION] || v == [FORMAT_VERSION_BLOCKS] => Ok(false),
+        Some(v) if v == [FORMAT_VERSION] || v == [FORMAT_VERSION_BLOCKS] => Ok(()),
         Some(v) => Err(IngesterError::FormatVersion {
             dir: dir.display().to_string(),
             found: v.first().copied().unwrap_or(0),
             expected: FORMAT_VERSION,
         }),
-        None => db
-            .put_cf(meta, META_FORMAT_VERSION, [FORMAT_VERSION])
-            .map(|()| true)
-            .map_err(IngesterError::rocks("writing the format version")),
+        None => {
+            let mut wb = rocksdb::WriteBatch::default();
+            wb.put_cf(meta, META_FORMAT_VERSION, [FORMAT_VERSION]);
+            wb.put_cf(meta, META_CHUNK_SPAN, u64_key(new_span_ms as u64));
+            db.write(wb)
+                .map_err(IngesterError::rocks("writing the format version and chunk span"))
+        }
     }
-}
-
-/// Records the chunk key span of a new directory (before anything is written).
-pub(super) fn set_chunk_span(db: &DB, span_ms: i64) -> Result<()> {
-    let meta = db
-        .cf_handle(CF_META)
-        .expect("BUG: every column family is opened at start");
-    db.put_cf(meta, META_CHUNK_SPAN, u64_key(span_ms as u64))
-        .map_err(IngesterError::rocks("writing the chunk span"))
 }
 
 /// Reads a u64 BE meta value (0 when absent).

@@ -127,6 +127,41 @@ pub(super) fn refs_and_span(cands: &[Candidate], hints: &SelectHints) -> (Vec<u6
     (refs, lo, hi)
 }
 
+/// From the iterator's position: the chunks of series `r` in `span`
+/// that overlap `hints`, until its first chunk starting after them.
+fn read_series_chunks(
+    it: &mut DBRawIteratorWithThreadMode<'_, DB>,
+    span: i64,
+    r: u64,
+    hints: &SelectHints,
+    sink: &mut impl FnMut(u64, i64, &[u8]),
+) -> Result<()> {
+    let prefix = chunk_prefix(span, r);
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        if !k.starts_with(&prefix) {
+            break;
+        }
+        let Some((_, _, mint)) = parse_chunk_key(k) else {
+            break;
+        };
+        if mint > hints.end {
+            break;
+        }
+        if v.len() < 9 || v[0] != VALUE_VERSION {
+            return Err(IngesterError::corrupt(
+                format!("chunk of series {r} at {mint}"),
+                format!("bad header ({} bytes)", v.len()),
+            ));
+        }
+        let maxt = i64::from_le_bytes(v[1..9].try_into().expect("BUG: slice of 8"));
+        if maxt >= hints.start {
+            sink(r, mint, &v[9..]);
+        }
+        it.next();
+    }
+    Ok(())
+}
+
 impl Inner {
     /// Persisted chunks of `refs` (sorted) overlapping `hints`, per series in time order.
     fn read_chunks(
@@ -214,7 +249,7 @@ impl Inner {
                     it.next();
                     skipped += 1;
                 }
-                self.read_series_chunks(&mut it, span, r, hints, &mut sink)?;
+                read_series_chunks(&mut it, span, r, hints, &mut sink)?;
             }
             match span.checked_add(width) {
                 Some(n) if n <= hi_span => span = n,
@@ -223,42 +258,6 @@ impl Inner {
         }
         it.status()
             .map_err(IngesterError::rocks("reading chunks"))
-    }
-
-    /// From the iterator's position: the chunks of series `r` in `span`
-    /// that overlap `hints`, until its first chunk starting after them.
-    fn read_series_chunks(
-        &self,
-        it: &mut DBRawIteratorWithThreadMode<'_, DB>,
-        span: i64,
-        r: u64,
-        hints: &SelectHints,
-        sink: &mut impl FnMut(u64, i64, &[u8]),
-    ) -> Result<()> {
-        let prefix = chunk_prefix(span, r);
-        while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            let Some((_, _, mint)) = parse_chunk_key(k) else {
-                break;
-            };
-            if mint > hints.end {
-                break;
-            }
-            if v.len() < 9 || v[0] != VALUE_VERSION {
-                return Err(IngesterError::corrupt(
-                    format!("chunk of series {r} at {mint}"),
-                    format!("bad header ({} bytes)", v.len()),
-                ));
-            }
-            let maxt = i64::from_le_bytes(v[1..9].try_into().expect("BUG: slice of 8"));
-            if maxt >= hints.start {
-                sink(r, mint, &v[9..]);
-            }
-            it.next();
-        }
-        Ok(())
     }
 
     /// Decoded samples in `hints` for each candidate (in candidate order).
