@@ -134,6 +134,20 @@ impl TenantIndex {
         out
     }
 
+    /// An upper bound of how many series [`TenantIndex::select`] returns
+    /// for `matchers`, without selecting: the shortest postings list of an
+    /// equality matcher on a non-empty value (`None` when there is none).
+    pub(crate) fn select_bound(&self, matchers: &[Matcher]) -> Option<usize> {
+        matchers
+            .iter()
+            .filter(|m| m.op == MatchOp::Equal && !m.value.is_empty())
+            .map(|m| {
+                let values = self.postings.get(m.name.as_str());
+                values.and_then(|vs| vs.get(m.value.as_str())).map_or(0, Vec::len)
+            })
+            .min()
+    }
+
     /// Sorted refs having label `m.name` with a value `m` accepts.
     fn postings_for(&self, m: &Matcher) -> Vec<u64> {
         let values = self.postings.get(m.name.as_str());
@@ -274,6 +288,29 @@ mod tests {
         );
         assert_eq!(select(&[]), vec![1, 2, 3, 4]);
         assert!(select(&[m(MatchOp::Equal, "nope", "x")]).is_empty());
+    }
+
+    #[test]
+    fn select_bound_is_the_shortest_equality_postings_and_bounds_the_select() {
+        let (idx, _) = index();
+        let up = || m(MatchOp::Equal, "__name__", "up");
+        let cases: Vec<(Vec<Matcher>, Option<usize>)> = vec![
+            (vec![up()], Some(3)),
+            (vec![up(), m(MatchOp::Equal, "job", "api")], Some(2)),
+            (vec![m(MatchOp::Equal, "job", "api"), m(MatchOp::Equal, "env", "dev")], Some(1)),
+            (vec![m(MatchOp::Equal, "job", "nope"), m(MatchOp::Regex, "env", ".+")], Some(0)),
+            (vec![m(MatchOp::Equal, "nope", "x")], Some(0)),
+            // Nothing an equality on a value bounds: unknown.
+            (vec![m(MatchOp::Regex, "job", "api")], None),
+            (vec![m(MatchOp::Equal, "env", ""), m(MatchOp::NotEqual, "job", "db")], None),
+            (vec![], None),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(idx.select_bound(&ms), want, "{ms:?}");
+            if let Some(bound) = want {
+                assert!(select(&ms).len() <= bound, "{ms:?}");
+            }
+        }
     }
 
     #[test]

@@ -22,7 +22,9 @@ use crate::raft::{
     MemShardData, NodeId, RaftLogDb, ShardData, ShardId, ShardRaft, ShardStateMachine,
     TsdbShardData,
 };
+use aion_model::matcher::Matcher;
 use aion_model::storage::Queryable;
+use aion_model::tenant::TenantId;
 use openraft::{BasicNode, Config};
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
@@ -36,6 +38,12 @@ pub type HostData = MemShardData;
 pub trait ShardQuery: Send + Sync + 'static {
     /// The shard's data as a [`Queryable`].
     fn queryable(&self) -> &dyn Queryable;
+
+    /// An upper bound of how many series a select with `matchers` returns,
+    /// found without reading (`None`: unknown).
+    fn series_bound(&self, _tenant: &TenantId, _matchers: &[Matcher]) -> Option<usize> {
+        None
+    }
 }
 
 impl ShardQuery for MemShardData {
@@ -47,6 +55,10 @@ impl ShardQuery for MemShardData {
 impl ShardQuery for TsdbShardData {
     fn queryable(&self) -> &dyn Queryable {
         self.tsdb()
+    }
+
+    fn series_bound(&self, tenant: &TenantId, matchers: &[Matcher]) -> Option<usize> {
+        self.tsdb().series_bound(tenant, matchers)
     }
 }
 

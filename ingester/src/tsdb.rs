@@ -16,6 +16,8 @@ use crate::error::{IngesterError, Result};
 use crate::head::Head;
 use crate::keys::{u64_key, ALL_CFS, CF_HEAD, CF_META, CF_POSTINGS, CF_SERIES, CF_WAL, META_CHECKPOINT_SEQ};
 use crate::metrics::Metrics;
+use aion_model::matcher::Matcher;
+use aion_model::tenant::TenantId;
 use append::Sequencer;
 use parking_lot::{Mutex, RwLock};
 use prometheus_client::registry::Registry;
@@ -273,6 +275,13 @@ impl Tsdb {
     /// A point-in-time summary.
     pub fn stats(&self) -> TsdbStats {
         self.inner.stats()
+    }
+
+    /// An upper bound of how many series a select with `matchers` returns
+    /// (`None` when no equality matcher bounds it), from the head's postings
+    /// alone: cheap enough to decide where to run the read.
+    pub fn series_bound(&self, tenant: &TenantId, matchers: &[Matcher]) -> Option<usize> {
+        self.inner.series_bound(tenant, matchers)
     }
 
     /// The configuration in use.

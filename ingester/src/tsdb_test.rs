@@ -145,6 +145,12 @@ fn matchers_and_label_queries() {
     );
     assert_eq!(names(&[m(MatchOp::Regex, "job", "a.*")]), vec!["api"]);
     let t = tenant("a");
+    // The head's bound of a select, by tenant: what decides where it is read.
+    let regex = || m(MatchOp::Regex, "job", "a.*");
+    assert_eq!(db.series_bound(&t, &[eq("__name__", "up")]), Some(3));
+    assert_eq!(db.series_bound(&t, &[eq("__name__", "up"), eq("job", "api")]), Some(1));
+    assert_eq!(db.series_bound(&t, &[regex()]), None);
+    assert_eq!(db.series_bound(&tenant("other"), &[regex()]), Some(0));
     assert_eq!(
         db.label_names(&t, &SelectHints::all(), &[]).unwrap(),
         vec!["__name__", "env", "job"]

@@ -3,17 +3,18 @@
 //! openraft heartbeat round per shard (two RPCs and a core round trip on
 //! each follower, per shard and read).
 //!
-//! For each shard, after the read arrived, the node takes from its Raft
-//! state: that it is leader under a committed vote, its commit index (only
-//! when the committed entry is of its own term — before that, the commit
-//! index may lag what earlier leaders committed) and the shard's voters.
+//! For each shard, after the read arrived, the node takes from its
+//! published Raft metrics: that it is leader under a committed vote, its
+//! last applied index (only when that entry is of its own term — before
+//! that, it may lag what earlier leaders committed) and the shard's voters.
 //! Each peer is asked once whether it still holds, per shard, a vote with
 //! exactly that leader id (`term`, leader node): holding it means the peer
 //! has not voted in a later term. Grants from a quorum of the voters (the
 //! node itself included; every config of a joint membership) show that no
-//! newer leader had been elected before the read arrived, so every write
-//! acknowledged before then is at or below the commit index taken, and the
-//! read is served once that index is applied — the same guarantee as
+//! newer leader had been elected before the read arrived. Every write
+//! acknowledged before then is then either this leader's (acknowledged only
+//! once applied here) or at or below the index taken (earlier leaders'),
+//! and the read is served once that index is applied — the same guarantee as
 //! openraft's `ensure_linearizable`. A shard that is not confirmed this way
 //! (not leader, fresh term, a peer that is down, slow or predates the
 //! service) goes through `ensure_linearizable`, with its errors and
@@ -86,28 +87,34 @@ pub(super) struct VoteAge {
 pub(super) type Grants = BTreeMap<ShardId, BTreeMap<NodeId, Option<VoteAge>>>;
 
 /// `shard`'s leader view on node `me`, or `None` when it cannot serve a
-/// batched read index (not leader, no entry of its term committed yet).
-async fn leader_view<S>(shard: &HostedShard<S>, me: NodeId) -> Option<LeaderView> {
-    let view = shard.raft.with_raft_state(move |st| {
-        let vote = st.vote_ref();
-        if st.server_state != ServerState::Leader || !vote.is_committed() || vote.leader_id.node_id != me {
-            return None;
-        }
-        let committed = st.committed?;
-        if committed.leader_id != vote.leader_id {
-            return None;
-        }
-        let m = st.membership_state.effective().membership();
-        let joint: Vec<BTreeSet<NodeId>> = m.get_joint_config().clone();
-        let voters: BTreeSet<NodeId> = joint.iter().flatten().copied().collect();
-        let peers = voters
-            .iter()
-            .filter(|id| **id != me)
-            .map(|id| Some((*id, m.get_node(id)?.addr.clone())))
-            .collect::<Option<Vec<_>>>()?;
-        Some(LeaderView { leader_id: vote.leader_id, read_index: committed.index, joint, peers })
-    });
-    view.await.ok().flatten()
+/// batched read index (not leader, no entry of its term applied yet).
+///
+/// Taken from the shard's published Raft metrics, without a round trip to
+/// its Raft task. The read index is the last applied entry, which must be
+/// of the leader's own term: every entry earlier leaders committed is then
+/// applied here too, and every write this leader acknowledged was applied
+/// before it was acknowledged, so the state machine as read holds them all
+/// (metrics published a moment late only make the read index lower).
+fn leader_view<S>(shard: &HostedShard<S>, me: NodeId) -> Option<LeaderView> {
+    let metrics = shard.raft.metrics();
+    let m = metrics.borrow();
+    let vote = &m.vote;
+    if m.state != ServerState::Leader || !vote.is_committed() || vote.leader_id.node_id != me {
+        return None;
+    }
+    let applied = m.last_applied?;
+    if applied.leader_id != vote.leader_id {
+        return None;
+    }
+    let membership = m.membership_config.membership();
+    let joint: Vec<BTreeSet<NodeId>> = membership.get_joint_config().clone();
+    let voters: BTreeSet<NodeId> = joint.iter().flatten().copied().collect();
+    let peers = voters
+        .iter()
+        .filter(|id| **id != me)
+        .map(|id| Some((*id, membership.get_node(id)?.addr.clone())))
+        .collect::<Option<Vec<_>>>()?;
+    Some(LeaderView { leader_id: vote.leader_id, read_index: applied.index, joint, peers })
 }
 
 impl<S: ShardData + ShardQuery> IngesterService<S> {
@@ -117,13 +124,8 @@ impl<S: ShardData + ShardQuery> IngesterService<S> {
     pub async fn leader_shards(&self, shards: &[ShardId]) -> Vec<Result<Arc<HostedShard<S>>, Status>> {
         let me = self.host.node_id();
         let hosted: Vec<Result<Arc<HostedShard<S>>, Status>> = shards.iter().map(|&s| self.shard(s)).collect();
-        let views: Vec<Option<LeaderView>> = futures::future::join_all(hosted.iter().map(|h| async move {
-            match h {
-                Ok(h) => leader_view(h, me).await,
-                Err(_) => None,
-            }
-        }))
-        .await;
+        let views: Vec<Option<LeaderView>> =
+            hosted.iter().map(|h| h.as_ref().ok().and_then(|h| leader_view(h, me))).collect();
         let leased: Vec<bool> =
             shards.iter().zip(&views).map(|(s, v)| v.as_ref().is_some_and(|v| self.leased(*s, v))).collect();
         let to_confirm: Vec<(ShardId, &LeaderView)> = shards

@@ -8,10 +8,12 @@
 //! shards answered and those that failed with the status a single-shard
 //! call would have returned (the client retries those one by one).
 //!
-//! The shards are read on at most one blocking thread per core, each
-//! reading its share of them one after the other: a small select (one
-//! series, a few chunks) then costs a thread hop or two, not one per shard,
-//! and a large one still uses every core.
+//! A small select — the head's postings bound it to at most
+//! [`INLINE_READ_SERIES_DAYS`] series × days of range over all its shards,
+//! e.g. one instance's series over a day — is read right on the request's
+//! task: thread hops would cost it more than the read. Any other is read on
+//! at most one blocking thread per core, each reading its share of the
+//! shards one after the other, so a large select uses every core.
 
 use super::convert;
 use super::server::{select_pb, storage_status, IngesterService, SelectStream, SERIES_PER_MESSAGE};
@@ -19,6 +21,9 @@ use crate::shards::HostedShard;
 use std::sync::Arc;
 use crate::raft::ShardData;
 use crate::shards::ShardQuery;
+use aion_model::matcher::Matcher;
+use aion_model::storage::{Queryable, SelectHints, StorageError};
+use aion_model::tenant::TenantId;
 use aion_proto::ingester as pb;
 use tonic::{Response, Status};
 
@@ -36,7 +41,13 @@ impl<S: ShardData + ShardQuery> IngesterService<S> {
         } else {
             self.leader_shards(&req.shards).await
         };
-        let results = read_in_groups(&req.shards, hosted, move |q| select_pb(q, &tenant, &hints, &matchers, unclipped)).await;
+        let bound = series_days_bound(&hosted, &tenant, &matchers, &hints);
+        let read = move |q: &dyn Queryable| select_pb(q, &tenant, &hints, &matchers, unclipped);
+        let results = if bound.is_some_and(|b| b <= INLINE_READ_SERIES_DAYS) {
+            req.shards.iter().copied().zip(hosted).map(|(id, h)| (id, read_shard(h, &read))).collect()
+        } else {
+            read_in_groups(&req.shards, hosted, read).await
+        };
         let mut messages: Vec<Result<pb::SelectResponse, Status>> = Vec::new();
         let mut last = pb::SelectResponse::default();
         for (shard, r) in results {
@@ -60,6 +71,39 @@ impl<S: ShardData + ShardQuery> IngesterService<S> {
     }
 }
 
+/// Most series × days of range (a partial day counts as one) a select may
+/// be bounded to for it to be read on the request's task instead of a
+/// blocking thread: at a few microseconds per series and day, such a read
+/// holds the task well under a millisecond.
+pub(super) const INLINE_READ_SERIES_DAYS: usize = 64;
+
+/// The series the shards' postings bound a select to (see
+/// [`ShardQuery::series_bound`]), times the days its range touches;
+/// `None` when a shard cannot bound it. Unconfirmed shards read nothing.
+fn series_days_bound<S: ShardData + ShardQuery>(
+    hosted: &[Result<Arc<HostedShard<S>>, Status>],
+    tenant: &TenantId,
+    matchers: &[Matcher],
+    hints: &SelectHints,
+) -> Option<usize> {
+    const DAY_MS: i64 = 86_400_000;
+    let days = usize::try_from(hints.end.saturating_sub(hints.start) / DAY_MS + 1).unwrap_or(usize::MAX);
+    hosted.iter().try_fold(0usize, |sum, h| match h {
+        Ok(h) => Some(sum.saturating_add(h.data.series_bound(tenant, matchers)?.saturating_mul(days))),
+        Err(_) => Some(sum),
+    })
+}
+
+/// `read(shard data)` on one confirmed shard, on this thread (a failed
+/// confirmation passes through).
+fn read_shard<S, T, F>(hosted: Result<Arc<HostedShard<S>>, Status>, read: &F) -> Result<T, Status>
+where
+    S: ShardData + ShardQuery,
+    F: Fn(&dyn Queryable) -> Result<T, StorageError>,
+{
+    hosted.and_then(|h| read(h.data.queryable()).map_err(|e| storage_status(h.id, e)))
+}
+
 /// Blocking threads one multi-shard read uses at most: the cores, looked up
 /// once (`available_parallelism` reads cgroup files on every call).
 fn read_threads() -> usize {
@@ -79,7 +123,7 @@ async fn read_in_groups<S, T, F>(
 where
     S: ShardData + ShardQuery,
     T: Send + 'static,
-    F: Fn(&dyn aion_model::storage::Queryable) -> Result<T, aion_model::storage::StorageError> + Send + Sync + 'static,
+    F: Fn(&dyn Queryable) -> Result<T, StorageError> + Send + Sync + 'static,
 {
     let read = Arc::new(read);
     let per_group = shards.len().div_ceil(read_threads()).max(1);
@@ -91,10 +135,7 @@ where
         groups.push(async move {
             let ids: Vec<u64> = group.iter().map(|(id, _)| *id).collect();
             let run = move || {
-                group
-                    .into_iter()
-                    .map(|(id, h)| (id, h.and_then(|h| read(h.data.queryable()).map_err(|e| storage_status(h.id, e)))))
-                    .collect::<Vec<_>>()
+                group.into_iter().map(|(id, h)| (id, read_shard(h, &*read))).collect::<Vec<_>>()
             };
             match tokio::task::spawn_blocking(run).await {
                 Ok(done) => done,

@@ -131,6 +131,15 @@ impl Inner {
         Ok(out)
     }
 
+    /// See [`Tsdb::series_bound`].
+    pub(crate) fn series_bound(&self, tenant: &TenantId, matchers: &[Matcher]) -> Option<usize> {
+        let head = self.head.read();
+        match head.tenants.get(tenant.as_str()) {
+            Some(idx) => idx.select_bound(matchers),
+            None => Some(0),
+        }
+    }
+
     /// Series matching `matchers` with their samples in `hints`, sorted by labels.
     pub(crate) fn select(
         &self,

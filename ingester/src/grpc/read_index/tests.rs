@@ -51,7 +51,7 @@ async fn node1_leads_all(svc: &IngesterService<MemShardData>, shards: u64) {
     for _ in 0..200 {
         let mut ok = true;
         for shard in 0..shards {
-            ok &= leader_view(&svc.shard(shard).unwrap(), 1).await.is_some();
+            ok &= leader_view(&svc.shard(shard).unwrap(), 1).is_some();
         }
         if ok {
             return;
@@ -69,7 +69,7 @@ fn service(host: &Host, read_lease: bool, read_timeout: Duration) -> IngesterSer
 async fn views_of(svc: &IngesterService<MemShardData>, shards: &[ShardId]) -> Vec<LeaderView> {
     let mut views = Vec::new();
     for s in shards {
-        views.push(leader_view(&svc.shard(*s).unwrap(), 1).await.unwrap());
+        views.push(leader_view(&svc.shard(*s).unwrap(), 1).unwrap());
     }
     views
 }
@@ -224,7 +224,7 @@ async fn a_fresh_service_refuses_votes_for_the_hold_then_answers() {
     let Some(raft_reply::Result::Ok(bytes)) = reply.result else { panic!("{reply:?}") };
     let resp: VoteResponse<NodeId> = serde_json::from_slice(&bytes).unwrap();
     assert!(!resp.vote_granted, "node 1 still leads: {resp:?}");
-    assert!(leader_view(&hosts[0].shard(0).unwrap(), 1).await.is_some(), "the request did not disturb the leader");
+    assert!(leader_view(&hosts[0].shard(0).unwrap(), 1).is_some(), "the request did not disturb the leader");
     hosts[0].shutdown().await;
 }
 
