@@ -67,22 +67,22 @@ fn decode_series(c: &Candidate, stored: &[StoredChunk], hints: &SelectHints) -> 
     Ok(samples)
 }
 
-/// Runs `f` over `items[..mid]` on this thread and over `items[mid..]` on a
-/// scoped second thread; a panic in the second is resumed here.
+/// Runs `f` over `items[..mid]` on this thread and over `items[mid..]` on
+/// a thread of rayon's pool (long-lived: no thread is created per read); a
+/// panic in the second is resumed here once both are done.
 fn on_two_threads<T: Sync, R: Send>(
     items: &[T],
     mid: usize,
     f: impl Fn(&[T]) -> Result<R> + Sync,
 ) -> Result<(R, R)> {
     let (a, b) = items.split_at(mid.min(items.len()));
-    std::thread::scope(|scope| {
-        let second = scope.spawn(|| f(b));
-        let first = f(a)?;
-        match second.join() {
-            Ok(rest) => Ok((first, rest?)),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    })
+    let mut second = None;
+    let first = rayon::in_place_scope(|scope| {
+        scope.spawn(|_| second = Some(f(b)));
+        f(a)
+    });
+    let rest = second.expect("BUG: a rayon scope returns only after its spawned jobs ran");
+    Ok((first?, rest?))
 }
 
 /// Chunks of one series normally follow each other in time. They overlap

@@ -1,7 +1,8 @@
 //! Data parallelism for per-series work: a vector is cut into contiguous
-//! pieces that one scoped thread per core maps, taking the next piece as it
-//! finishes one; results come back in input order. Small inputs stay on the
-//! calling thread (spawning costs tens of microseconds).
+//! pieces that the calling thread and up to one pool thread per other core
+//! map, each taking the next piece as it finishes one; results come back in
+//! input order. Small inputs stay on the calling thread (handing work to
+//! another thread costs a wake-up and its cache).
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -80,15 +81,15 @@ where
             *lock(&results[i]) = mapped;
         }
     };
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (1..threads).map(|_| scope.spawn(run)).collect();
-        run();
-        for h in handles {
-            if let Err(panic) = h.join() {
-                // A panic in a worker is a bug; surface it on this thread.
-                std::panic::resume_unwind(panic);
-            }
+    // The other shares run on rayon's pool of long-lived threads: spawning
+    // an OS thread per map cost a `clone`, a fresh stack and an exit on
+    // every large query. A panic in any share is re-raised here once all
+    // have finished.
+    rayon::in_place_scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(|_| run());
         }
+        run();
     });
     let mut out = Vec::with_capacity(total);
     for r in results {
