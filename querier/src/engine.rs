@@ -4,7 +4,7 @@
 
 pub mod annotations;
 pub mod error;
-mod eval;
+pub(crate) mod eval;
 pub mod functions;
 pub mod plan;
 pub mod positions;

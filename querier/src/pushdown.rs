@@ -21,6 +21,7 @@ pub mod service;
 pub mod union;
 pub mod wire;
 
+use crate::engine::eval::parallel::par_map;
 use crate::engine::functions::aggregate::kahan_add;
 use crate::engine::{Engine, EngineError, EngineOptions, Value};
 use aion_model::storage::{PartialSeries, PushdownRequest, Queryable};
@@ -220,29 +221,42 @@ fn partial_series(v: Value, expr: &str) -> Result<Vec<PartialSeries>, EngineErro
 /// combined by a sorted merge — in place when the parts share the step grid,
 /// as every shard's answer for one query does.
 pub fn merge(op: MergeOp, parts: Vec<Vec<PartialSeries>>) -> Vec<PartialSeries> {
-    // labels → (timestamp, value, kahan compensation) in time order
-    let mut acc: HashMap<Labels, Vec<Acc>> = HashMap::new();
+    // Each label set's parts, in part order; then the groups are folded
+    // independently, on several threads when there are many points (the
+    // nodes have answered by now, so the cores are the querier's).
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<(Labels, Vec<Vec<Sample>>)> = Vec::new();
+    let mut work = 0usize;
     for s in parts.into_iter().flatten() {
-        let mut points = s.points;
+        work += s.points.len();
+        match index.entry(s.labels) {
+            Entry::Vacant(e) => {
+                groups.push((e.key().clone(), vec![s.points]));
+                e.insert(groups.len() - 1);
+            }
+            Entry::Occupied(e) => groups[*e.get()].1.push(s.points),
+        }
+    }
+    let mut out = par_map(groups, work, |(labels, points)| PartialSeries { labels, points: merge_group(op, points) });
+    out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+    out
+}
+
+/// One label set's parts folded into one series, in time order.
+fn merge_group(op: MergeOp, parts: Vec<Vec<Sample>>) -> Vec<Sample> {
+    let in_order = |mut points: Vec<Sample>| {
         if !points.windows(2).all(|w| w[0].t < w[1].t) {
             points.sort_by_key(|p| p.t);
         }
-        match acc.entry(s.labels) {
-            Entry::Vacant(e) => {
-                e.insert(start_acc(op, &points));
-            }
-            Entry::Occupied(mut e) => fold_points(op, e.get_mut(), &points),
-        }
+        points
+    };
+    let mut parts = parts.into_iter().map(in_order);
+    let Some(first) = parts.next() else { return Vec::new() };
+    let mut acc = start_acc(op, &first);
+    for points in parts {
+        fold_points(op, &mut acc, &points);
     }
-    let mut out: Vec<PartialSeries> = acc
-        .into_iter()
-        .map(|(labels, points)| PartialSeries {
-            labels,
-            points: points.into_iter().map(|a| Sample::new(a.t, finish(a.v, a.c))).collect(),
-        })
-        .collect();
-    out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
-    out
+    acc.into_iter().map(|a| Sample::new(a.t, finish(a.v, a.c))).collect()
 }
 
 /// One merged point: timestamp, value, Kahan compensation.
@@ -421,6 +435,32 @@ mod tests {
                 }
             }
             assert!(!got.is_empty(), "{q} returned nothing");
+        }
+    }
+
+    #[test]
+    fn a_merge_large_enough_to_fold_groups_in_parallel_equals_group_by_group() {
+        use crate::engine::eval::parallel::MIN_PARALLEL_WORK;
+        let (groups, nodes, steps) = (40usize, 3usize, 1_000i64);
+        let points = |g: usize, n: usize| -> Vec<Sample> {
+            // Node 2 of every fifth group is off the grid of the others.
+            let shift = if n == 2 && g % 5 == 0 { 7 } else { 0 };
+            (0..steps).map(|i| Sample::new(i * 60_000 + shift, (g * 31 + n * 7) as f64 * 0.1 + i as f64 / 3.0)).collect()
+        };
+        let labels = |g: usize| Labels::from_pairs([("instance", format!("i-{g:03}").as_str())]);
+        let parts: Vec<Vec<PartialSeries>> = (0..nodes)
+            .map(|n| (0..groups).rev().map(|g| PartialSeries { labels: labels(g), points: points(g, n) }).collect())
+            .collect();
+        assert!(groups * nodes * steps as usize >= MIN_PARALLEL_WORK, "large enough to run in parallel");
+        for op in [MergeOp::Sum, MergeOp::Min, MergeOp::Max, MergeOp::Group] {
+            let got = merge(op, parts.clone());
+            assert_eq!(got.len(), groups);
+            for (g, s) in got.iter().enumerate() {
+                assert_eq!(s.labels, labels(g), "sorted by labels");
+                let want = merge_group(op, (0..nodes).map(|n| points(g, n)).collect());
+                let bits = |v: &[Sample]| v.iter().map(|p| (p.t, p.v.to_bits())).collect::<Vec<_>>();
+                assert_eq!(bits(&s.points), bits(&want), "{op:?} group {g}");
+            }
         }
     }
 

@@ -15,7 +15,7 @@ mod call_range;
 mod extended;
 mod fused;
 mod output;
-mod parallel;
+pub(crate) mod parallel;
 mod pushdown;
 mod selector;
 mod subquery;
