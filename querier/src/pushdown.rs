@@ -444,7 +444,7 @@ mod tests {
         let (groups, nodes, steps) = (40usize, 3usize, 1_000i64);
         let points = |g: usize, n: usize| -> Vec<Sample> {
             // Node 2 of every fifth group is off the grid of the others.
-            let shift = if n == 2 && g % 5 == 0 { 7 } else { 0 };
+            let shift = if n == 2 && g.is_multiple_of(5) { 7 } else { 0 };
             (0..steps).map(|i| Sample::new(i * 60_000 + shift, (g * 31 + n * 7) as f64 * 0.1 + i as f64 / 3.0)).collect()
         };
         let labels = |g: usize| Labels::from_pairs([("instance", format!("i-{g:03}").as_str())]);
