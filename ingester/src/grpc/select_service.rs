@@ -75,7 +75,7 @@ impl<S: ShardData + ShardQuery> IngesterService<S> {
 /// be bounded to for it to be read on the request's task instead of a
 /// blocking thread: at a few microseconds per series and day, such a read
 /// holds the task well under a millisecond.
-pub(super) const INLINE_READ_SERIES_DAYS: usize = 64;
+const INLINE_READ_SERIES_DAYS: usize = 64;
 
 /// The series the shards' postings bound a select to (see
 /// [`ShardQuery::series_bound`]), times the days its range touches;
