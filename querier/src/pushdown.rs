@@ -28,7 +28,7 @@ use aion_model::storage::{PartialSeries, PushdownRequest, Queryable};
 use aion_model::{Labels, Sample, TenantId};
 use promql_parser::parser::token::{T_COUNT, T_GROUP, T_MAX, T_MIN, T_SUM};
 use promql_parser::parser::{AggregateExpr, BinaryExpr, Expr, LabelModifier};
-use std::collections::hash_map::{Entry, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Range functions whose value at a step depends on one series' window only.
@@ -223,20 +223,15 @@ fn partial_series(v: Value, expr: &str) -> Result<Vec<PartialSeries>, EngineErro
 pub fn merge(op: MergeOp, parts: Vec<Vec<PartialSeries>>) -> Vec<PartialSeries> {
     // Each label set's parts, in part order; then the groups are folded
     // independently, on several threads when there are many points (the
-    // nodes have answered by now, so the cores are the querier's).
-    let mut index: HashMap<Labels, usize> = HashMap::new();
-    let mut groups: Vec<(Labels, Vec<Vec<Sample>>)> = Vec::new();
+    // nodes have answered by now, so the cores are the querier's). The
+    // output is sorted by labels, so the groups' order does not matter.
+    let mut groups: HashMap<Labels, Vec<Vec<Sample>>> = HashMap::new();
     let mut work = 0usize;
     for s in parts.into_iter().flatten() {
         work += s.points.len();
-        match index.entry(s.labels) {
-            Entry::Vacant(e) => {
-                groups.push((e.key().clone(), vec![s.points]));
-                e.insert(groups.len() - 1);
-            }
-            Entry::Occupied(e) => groups[*e.get()].1.push(s.points),
-        }
+        groups.entry(s.labels).or_default().push(s.points);
     }
+    let groups: Vec<(Labels, Vec<Vec<Sample>>)> = groups.into_iter().collect();
     let mut out = par_map(groups, work, |(labels, points)| PartialSeries { labels, points: merge_group(op, points) });
     out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
     out
