@@ -69,11 +69,16 @@ async fn run_with<B: Backend>(cfg: Config) -> anyhow::Result<()> {
         None => placed.keys().copied().collect(),
     };
     tracing::info!(node = me, addr = %my_addr, shards = hosted.len(), first_start, join = cluster.join, state_machine = B::NAME, data_dir = %cfg.data_dir.display(), "starting ingester");
-    host.open_all(&hosted).await.context("starting shard replicas")?;
-    host.spawn_heartbeats(cluster.heartbeat_interval);
+    // Both ports are bound before any replica dials a peer: a port is never lost to
+    // an outgoing connection, and a taken port fails the start at once.
     let grpc_listener = tokio::net::TcpListener::bind(&cfg.server.grpc_listen_address)
         .await
         .with_context(|| format!("binding gRPC listener on {}", cfg.server.grpc_listen_address))?;
+    let http_listener = tokio::net::TcpListener::bind(&cfg.server.http_listen_address)
+        .await
+        .with_context(|| format!("binding HTTP listener on {}", cfg.server.http_listen_address))?;
+    host.open_all(&hosted).await.context("starting shard replicas")?;
+    host.spawn_heartbeats(cluster.heartbeat_interval);
     let (grpc_stop, grpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let metadata = Arc::new(MetadataStore::new(crate::server::METADATA_RETAIN, crate::server::METADATA_PER_TENANT));
     crate::server::spawn_metadata_purger(Arc::downgrade(&metadata));
@@ -95,9 +100,6 @@ async fn run_with<B: Backend>(cfg: Config) -> anyhow::Result<()> {
     registry.register_collector(Box::new(metrics::RaftCollector::new(host.clone())));
     let ready = Arc::new(AtomicBool::new(false));
     let app = crate::server::ops_router(Arc::new(registry), ready.clone()).merge(admin::router(host.clone(), addrs.clone()));
-    let http_listener = tokio::net::TcpListener::bind(&cfg.server.http_listen_address)
-        .await
-        .with_context(|| format!("binding HTTP listener on {}", cfg.server.http_listen_address))?;
     let (http_stop, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(async move {
         axum::serve(http_listener, app)

@@ -10,7 +10,7 @@
 use super::cluster::{Cluster, ClusterClient as PushClient};
 use super::distributor::DistributorProc;
 use aion_proto::prometheus::{Label as PbLabel, Sample as PbSample, TimeSeries, WriteRequest};
-use super::{free_port, ureq_get};
+use super::{free_port, free_ports, ureq_get};
 use aion_model::hash::series_hash;
 use aion_model::storage::{SeriesSamples, WriteBatch};
 use std::collections::BTreeMap;
@@ -239,7 +239,7 @@ impl ClusterScript {
     /// Runs `cluster.sh up` with `env` overrides; panics with its stderr on failure.
     pub fn up(env: &[(&str, &str)]) -> ClusterScript {
         let dir = tempfile::tempdir().expect("temp dir");
-        let base_port = free_port_range(12);
+        let base_port = free_ports(12);
         let mut c = ClusterScript {
             dir,
             base_port,
@@ -283,21 +283,6 @@ impl Drop for ClusterScript {
     fn drop(&mut self) {
         let _ = self.run("down");
     }
-}
-
-/// The first of `n` consecutive free loopback ports (checked by binding each).
-fn free_port_range(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = free_port();
-        if base > u16::MAX - n {
-            continue;
-        }
-        let all_free = (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
-        if all_free {
-            return base;
-        }
-    }
-    panic!("no {n} consecutive free ports found");
 }
 
 /// Whether `url` answers `GET` with 200.
