@@ -151,10 +151,17 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The package directory of the checkout running the test (cargo sets it at run
+    /// time; a test binary built in another checkout and reused from a shared target
+    /// dir would otherwise look in that checkout).
+    fn manifest_dir() -> std::path::PathBuf {
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
+    }
+
     #[test]
     fn example_cluster_configs_are_valid() {
         for n in 1..=3 {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("deploy/ingester-cluster/node{n}.yaml"));
+            let path = manifest_dir().join(format!("deploy/ingester-cluster/node{n}.yaml"));
             let cfg = Config::from_file(&path).expect("cluster example parses");
             cfg.validate().expect("cluster example validates");
             assert_eq!(cfg.target, "ingester");
@@ -163,7 +170,7 @@ mod tests {
 
     #[test]
     fn example_distributor_config_is_valid_and_needs_ingesters() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/ingester-cluster/distributor.yaml");
+        let path = manifest_dir().join("deploy/ingester-cluster/distributor.yaml");
         let cfg = Config::from_file(&path).expect("distributor example parses");
         cfg.validate().expect("distributor example validates");
         assert_eq!((cfg.target.as_str(), cfg.ingester_cluster.ingesters.len()), ("distributor", 3));
@@ -174,7 +181,7 @@ mod tests {
 
     #[test]
     fn example_config_is_valid() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/aion.yaml");
+        let path = manifest_dir().join("deploy/aion.yaml");
         let cfg = Config::from_file(&path).expect("deploy/aion.yaml parses");
         cfg.validate().expect("deploy/aion.yaml validates");
         assert_eq!(cfg.server.http_listen_address, "127.0.0.1:9009");

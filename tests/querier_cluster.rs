@@ -200,7 +200,7 @@ fn aggregate_requests(http: &str) -> f64 {
 
 /// Whether this build has the `distributor` role (being added in parallel).
 fn distributor_role_available() -> bool {
-    std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src/distributor_role.rs")).exists()
+    support::repo_dir().join("src/distributor_role.rs").exists()
 }
 
 fn promtool(args: &[&str]) -> (bool, String) {

@@ -32,7 +32,10 @@ const TIER1: &[&str] = &[
 fn testdata_dir() -> PathBuf {
     match std::env::var("AION_PROMQL_TESTDATA") {
         Ok(d) if !d.is_empty() => PathBuf::from(d),
-        _ => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/promql-conformance/testdata")),
+        // The run-time value: a binary reused from a shared target dir may have been built in another checkout.
+        _ => std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+            .join("../../shared/promql-conformance/testdata"),
     }
 }
 

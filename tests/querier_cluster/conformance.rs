@@ -23,7 +23,7 @@ use std::time::Instant;
 fn testdata_dir() -> PathBuf {
     match std::env::var("AION_PROMQL_TESTDATA") {
         Ok(d) if !d.is_empty() => PathBuf::from(d),
-        _ => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/promql-conformance/testdata")),
+        _ => crate::support::repo_dir().join("../shared/promql-conformance/testdata"),
     }
 }
 

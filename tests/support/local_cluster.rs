@@ -233,7 +233,7 @@ pub struct ClusterScript {
 
 impl ClusterScript {
     fn script() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/cluster.sh")
+        super::repo_dir().join("deploy/local/cluster.sh")
     }
 
     /// Runs `cluster.sh up` with `env` overrides; panics with its stderr on failure.

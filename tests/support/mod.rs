@@ -14,6 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The checkout the tests run in. Cargo sets `CARGO_MANIFEST_DIR` at run time; the
+/// compile-time value is only the fallback, because a test binary reused from a
+/// shared target dir may have been built in another checkout.
+pub fn repo_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 /// A free TCP port on 127.0.0.1 (checked by binding, then released).
 pub fn free_port() -> u16 {
     free_ports(1)
