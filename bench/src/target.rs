@@ -114,20 +114,15 @@ pub struct Running {
     pub dir: tempfile::TempDir,
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; a tiny race is acceptable here).
+/// A free TCP port on 127.0.0.1, from below the ephemeral range so that no
+/// outgoing connection of an already started process can take it before the
+/// process meant for it binds it ([`aion_model::loopback`]).
 pub fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| BenchError::Io {
-        what: "binding a free port on",
-        addr: "127.0.0.1:0".into(),
+    aion_model::loopback::free_ports(1).map_err(|source| BenchError::Io {
+        what: "finding a free port on",
+        addr: "127.0.0.1".into(),
         source,
-    })?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|source| BenchError::Io {
-            what: "reading the free port of",
-            addr: "127.0.0.1:0".into(),
-            source,
-        })
+    })
 }
 
 fn spawn(name: &str, bin: &Path, args: &[String], log: &Path) -> Result<Child> {

@@ -11,6 +11,7 @@ pub mod chunk;
 pub mod error;
 pub mod hash;
 pub mod labels;
+pub mod loopback;
 pub mod matcher;
 pub mod memo;
 pub mod memstore;

@@ -9,7 +9,6 @@ pub mod peers;
 
 use aion_proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
 use prost::Message;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,55 +25,10 @@ pub fn free_port() -> u16 {
     free_ports(1)
 }
 
-/// The first of `n` consecutive free loopback ports, none handed out before by this process.
-///
-/// They come from below the kernel's ephemeral range, so an outgoing connection (a
-/// Raft peer dialling, a client) cannot take one between this check and the server's
-/// own bind. A port from `bind(:0)` could be taken that way, and was: an ingester
-/// then failed to bind its HTTP port. The start point depends on the process id so
-/// that two test binaries run at once rarely probe the same ports.
+/// The first of `n` consecutive free loopback ports, from below the ephemeral
+/// range and none handed out before by this process ([`aion_model::loopback`]).
 pub fn free_ports(n: u16) -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const LOW: u32 = 10_000;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let high = ephemeral_low().unwrap_or(0);
-    if high < LOW + 2_000 {
-        return any_free_ports(n);
-    }
-    let span = high - LOW;
-    let start = (std::process::id() * 7_919) % span;
-    for _ in 0..2_000 {
-        let offset = NEXT.fetch_add(u32::from(n), Ordering::Relaxed);
-        let base = LOW + (start + offset) % span;
-        if base + u32::from(n) > high {
-            continue;
-        }
-        let base = u16::try_from(base).expect("below the ephemeral range, so a u16");
-        if (base..base + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no {n} consecutive free ports below the ephemeral range");
-}
-
-/// The kernel's first ephemeral port (Linux), if readable.
-fn ephemeral_low() -> Option<u32> {
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
-    range.split_whitespace().next()?.parse().ok()
-}
-
-/// `n` consecutive ports found through `bind(:0)`: the fallback where the ephemeral
-/// range leaves no room below it.
-fn any_free_ports(n: u16) -> u16 {
-    for _ in 0..200 {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let base = l.local_addr().expect("local addr").port();
-        drop(l);
-        if base <= u16::MAX - n && (base..base + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no {n} consecutive free ports found");
+    aion_model::loopback::free_ports(n).expect("free loopback ports")
 }
 
 /// A running `aion` process.
