@@ -45,8 +45,9 @@ fn ephemeral_low() -> Option<u32> {
     range.split_whitespace().next()?.parse().ok()
 }
 
+/// Whether `base..base + n` are all free to bind (and exist).
 fn all_bindable(base: u16, n: u16) -> bool {
-    (base..=base.saturating_add(n - 1)).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+    (0..n).all(|i| base.checked_add(i).is_some_and(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()))
 }
 
 /// `n` consecutive ports found through `bind(:0)`: the fallback where the
