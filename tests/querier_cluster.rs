@@ -189,6 +189,42 @@ fn promql_through_the_cluster_matches_prometheus() {
     assert!(mismatches.is_empty(), "{} queries differ:\n{}\nquerier log:\n{}", mismatches.len(), mismatches.join("\n"), cluster.queriers[0].log());
 }
 
+/// Per-tenant series and sample limits (10 and 20) answer the same with
+/// aggregation pushdown (`pushed`) as without (`plain`): the shards report
+/// the series they selected and the samples they loaded, and stop at the
+/// limits the querier passes them.
+fn tenant_limits_hold_under_pushdown(pushed: &str, plain: &str, t: i64) {
+    let range = |q: &str| format!("query_range?query={}&start={}&end={t}&step=10", urlencode(q), t - 100);
+    let under = "count(m{i=~\"[0-9]\"})";
+    // `n` holds 30 samples in 3 series; one of its series 10.
+    let cases = [
+        (format!("query?query={}&time={t}&stats=all", urlencode(under)), 200, ""),
+        (format!("query?query={}&time={t}", urlencode("count(m)")), 422, "max_series_per_query"),
+        (format!("query?query={}&time={t}", urlencode("sum by (job) (m)")), 422, "max_series_per_query"),
+        (format!("{}&stats=all", range("sum(n{i=\"1\"})")), 200, ""),
+        (format!("{}&stats=all", range("sum(rate(n{i=\"1\"}[1m]))")), 200, ""),
+        (range("sum(n)"), 422, "max_samples_per_query"),
+        (range("avg(sum_over_time(n[1m]))"), 422, "max_samples_per_query"),
+        (range("max(n) / count(n)"), 422, "max_samples_per_query"),
+    ];
+    for (path, want, limit) in cases {
+        let mut seen = Vec::new();
+        for base in [pushed, plain] {
+            let url = format!("{base}/api/v1/{path}");
+            let (code, body) = ureq_get(&url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"));
+            assert_eq!(code, want, "{url}: {v}");
+            if want == 422 {
+                assert_eq!(v["errorType"], "execution", "{url}: {v}");
+                let msg = v["error"].as_str().unwrap_or_default();
+                assert!(msg.contains(limit) && msg.contains("anonymous"), "{url}: the error must name {limit}: {msg}");
+            }
+            seen.push((v["data"]["result"].clone(), v["data"]["stats"]["samples"]["totalQueryableSamples"].clone()));
+        }
+        assert_eq!(seen[0], seen[1], "{path}: pushdown and plain answers (result, samples) differ");
+    }
+}
+
 /// Successful `Aggregate` (pushdown) shard requests in a querier's /metrics.
 fn aggregate_requests(http: &str) -> f64 {
     let (_, text) = ureq_get(&format!("{http}/metrics")).expect("querier metrics");
@@ -282,7 +318,13 @@ fn one_ingester_down_is_invisible_a_shard_without_quorum_is_an_error_or_a_warnin
     let limited = tmp.path().join("limited.yaml");
     std::fs::write(&limited, "querier:\n  max_fetched_series_per_query: 10\n").expect("write config");
     let limited = format!("--config.file={}", limited.display());
-    let flags: [&[&str]; 3] = [&[], &["--querier.partial-response=true"], &[limited.as_str()]];
+    // Tenant limits, once with pushdown (the default) and once without.
+    let tenant_limits = "querier:\n  limits:\n    max_series_per_query: 10\n    max_samples_per_query: 20\n";
+    let (pushed, plain) = (tmp.path().join("pushed.yaml"), tmp.path().join("plain.yaml"));
+    std::fs::write(&pushed, tenant_limits).expect("write config");
+    std::fs::write(&plain, format!("{tenant_limits}  aggregation_pushdown: false\n")).expect("write config");
+    let (pushed, plain) = (format!("--config.file={}", pushed.display()), format!("--config.file={}", plain.display()));
+    let flags: [&[&str]; 5] = [&[], &["--querier.partial-response=true"], &[limited.as_str()], &[pushed.as_str()], &[plain.as_str()]];
     let mut cluster = LocalCluster::start(4, 8, 3, &flags);
     let (strict, partial) = (cluster.queriers[0].prom_base(), cluster.queriers[1].prom_base());
     let t = now_s() - 10;
@@ -295,6 +337,20 @@ fn one_ingester_down_is_invisible_a_shard_without_quorum_is_an_error_or_a_warnin
     let (code, body) = ureq_get(&format!("{strict}/api/v1/query?query=m&time={t}&stats=all")).expect("stats query");
     let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!((code, v["data"]["stats"]["samples"]["totalQueryableSamples"].as_u64()), (200, Some(64)), "{v}");
+    // ... also those the shards loaded for a pushed-down aggregation.
+    let (code, body) = ureq_get(&format!("{strict}/api/v1/query?query=count(m)&time={t}&stats=all")).expect("stats query");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!((code, v["data"]["stats"]["samples"]["totalQueryableSamples"].as_u64()), (200, Some(64)), "{v}");
+    // `n{i="0|1|2"}`: 3 series of 10 samples, for the sample limit.
+    let series = (0..3)
+        .map(|i| SeriesSamples {
+            labels: Labels::from_pairs([("__name__", "n"), ("i", i.to_string().as_str())]),
+            samples: (0..10).map(|k| Sample::new((t - 100 + k * 10) * 1000, k as f64)).collect(),
+        })
+        .collect();
+    cluster.loader().push(&WriteBatch { tenant: TenantId::anonymous(), series }).expect("push");
+    tenant_limits_hold_under_pushdown(&cluster.queriers[3].prom_base(), &cluster.queriers[4].prom_base(), t);
+    assert!(aggregate_requests(&cluster.queriers[3].http) > 0.0, "the limited querier pushed aggregations down");
     // The fetch limit: 10 series are fine, 64 are not.
     let limited = cluster.queriers[2].prom_base();
     let (code, v) = instant(&limited, "count(m{i=~\"[0-9]\"})", t);

@@ -32,6 +32,7 @@ pub use push::{PushReport, RetryPolicy};
 pub use router::ShardRouter;
 pub use shard_map::{ReplicaRoute, ShardMap, ShardRoute};
 
+use aion_proto::limit_status::LimitHit;
 use crate::raft::network::ChannelPool;
 use crate::raft::{NodeId, ShardId};
 use aion_proto::ingester as pb;
@@ -100,13 +101,21 @@ pub enum ClientError {
         /// The ingester's message.
         reason: String,
     },
+    /// The ingester stopped a read at one of the query's limits (not retryable).
+    #[error("shard {shard}: query limit {} exceeded ({} > {})", .hit.limit, .hit.value, .hit.max)]
+    Limit {
+        /// The shard.
+        shard: ShardId,
+        /// Which limit, its maximum and what passed it.
+        hit: LimitHit,
+    },
 }
 
 impl ClientError {
     /// Whether a retry (later, or on another replica) may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::BadAddress { .. } | Self::Invalid { .. } => false,
+            Self::BadAddress { .. } | Self::Invalid { .. } | Self::Limit { .. } => false,
             Self::Rpc { retryable, .. } => *retryable,
             Self::NoReplica { .. } | Self::NoLeader { .. } | Self::Deadline { .. } => true,
         }
@@ -115,6 +124,9 @@ impl ClientError {
     /// The error for gRPC `status` from `addr` about `shard`.
     pub fn from_status(shard: ShardId, addr: &str, status: &tonic::Status) -> Self {
         use tonic::Code;
+        if let Some(hit) = LimitHit::from_status(status) {
+            return Self::Limit { shard, hit };
+        }
         match status.code() {
             Code::InvalidArgument => Self::Invalid { shard, reason: status.message().to_string() },
             code => Self::Rpc {

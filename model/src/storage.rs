@@ -169,7 +169,7 @@ pub trait Queryable: Send + Sync {
     /// `req.expr` over its own series and the caller merges the parts.
     /// `None` means this storage does not push down (the engine then
     /// selects raw series as usual); only fan-out clients implement it.
-    fn pushdown(&self, _tenant: &TenantId, _req: &PushdownRequest) -> Option<Result<Vec<PartialSeries>, StorageError>> {
+    fn pushdown(&self, _tenant: &TenantId, _req: &PushdownRequest) -> Option<Result<PushdownAnswer, StorageError>> {
         None
     }
 
@@ -200,6 +200,22 @@ pub struct PushdownRequest {
     pub step_ms: i64,
     /// Lookback delta of instant selectors, ms.
     pub lookback_ms: i64,
+    /// Distinct series the evaluation may select on each part (0: no limit).
+    pub max_series: u64,
+    /// Samples the evaluation may load on each part (0: the part's default).
+    pub max_samples: u64,
+}
+
+/// A pushed-down aggregation's answer over every part of a store.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PushdownAnswer {
+    /// The parts' partial series (the caller merges them).
+    pub series: Vec<PartialSeries>,
+    /// Label-set hashes ([`crate::hash::labels_hash`]) of the series the
+    /// parts selected (reported only under [`PushdownRequest::max_series`]).
+    pub series_hashes: Vec<u64>,
+    /// Samples the parts loaded, summed.
+    pub samples: u64,
 }
 
 /// One output series of a partial aggregation: its labels and one value per

@@ -26,3 +26,5 @@ pub mod ingester {
 pub mod write_v2 {
     include!(concat!(env!("OUT_DIR"), "/io.prometheus.write.v2.rs"));
 }
+
+pub mod limit_status;

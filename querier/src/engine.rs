@@ -48,6 +48,8 @@ pub struct Operands {
     pub rhs: Value,
     /// Whether evaluating them raised warnings or infos.
     pub annotated: bool,
+    /// Samples loaded evaluating them.
+    pub total_samples: u64,
 }
 
 /// The PromQL engine. Cheap to clone; holds only settings.
@@ -139,12 +141,16 @@ impl Engine {
         let ev = eval::Evaluator::new(storage, tenant, &shared, start_ms, end_ms, step_ms.max(0));
         let (l, r) = match ev.fused_pair(b)? {
             Some(both) => both,
-            None => (ev.eval(&b.lhs)?, ev.eval(&b.rhs)?),
+            None => match ev.operands_sharing_input(b)? {
+                Some(both) => both,
+                None => (ev.eval(&b.lhs)?, ev.eval(&b.rhs)?),
+            },
         };
         let instant = step_ms <= 0;
         let (lhs, rhs) = (Self::finish(&ev, l, instant)?, Self::finish(&ev, r, instant)?);
+        let total_samples = shared.samples.get() as u64;
         let ann = shared.ann.into_inner();
-        Ok(Operands { lhs, rhs, annotated: !ann.warnings.is_empty() || !ann.infos.is_empty() })
+        Ok(Operands { lhs, rhs, annotated: !ann.warnings.is_empty() || !ann.infos.is_empty(), total_samples })
     }
 
     /// An evaluation's value as the API value: a vector at the instant, or a

@@ -24,7 +24,9 @@ pub mod wire;
 use crate::engine::eval::parallel::par_map;
 use crate::engine::functions::aggregate::kahan_add;
 use crate::engine::{Engine, EngineError, EngineOptions, Value};
+use crate::limits::LimitedQueryable;
 use aion_model::storage::{PartialSeries, PushdownRequest, Queryable};
+use std::sync::Arc;
 use aion_model::{Labels, Sample, TenantId};
 use promql_parser::parser::token::{T_COUNT, T_GROUP, T_MAX, T_MIN, T_SUM};
 use promql_parser::parser::{AggregateExpr, BinaryExpr, Expr, LabelModifier};
@@ -83,7 +85,8 @@ pub fn plan(a: &AggregateExpr, start_ms: i64, end_ms: i64, step_ms: i64, lookbac
     if mentions_name && !is_selector(&a.expr) {
         return None;
     }
-    let req = PushdownRequest { expr: Expr::Aggregate(a.clone()).to_string(), start_ms, end_ms, step_ms, lookback_ms };
+    let expr = Expr::Aggregate(a.clone()).to_string();
+    let req = PushdownRequest { expr, start_ms, end_ms, step_ms, lookback_ms, max_series: 0, max_samples: 0 };
     Some((req, op))
 }
 
@@ -162,34 +165,54 @@ pub struct PartialResult {
     pub series: Vec<PartialSeries>,
     /// Whether the evaluation produced annotations.
     pub annotated: bool,
+    /// Label-set hashes of the series the evaluation selected (only under
+    /// [`PushdownRequest::max_series`]).
+    pub series_hashes: Vec<u64>,
+    /// Samples the evaluation loaded.
+    pub samples: u64,
 }
 
-/// Evaluates a pushed-down aggregation over one shard's data.
+/// Evaluates a pushed-down aggregation over one shard's data, within the
+/// request's limits: over `max_series` distinct series the storage error
+/// [`StorageError::LimitExceeded`] (`max_series_per_query`), over
+/// `max_samples` [`EngineError::TooManySamples`].
 pub fn evaluate_partial(
-    storage: &dyn Queryable,
+    storage: Arc<dyn Queryable>,
     tenant: &TenantId,
     req: &PushdownRequest,
     timeout: Duration,
 ) -> Result<PartialResult, EngineError> {
+    let max_samples = usize::try_from(req.max_samples).unwrap_or(usize::MAX);
     let opts = EngineOptions {
         lookback_delta: Duration::from_millis(req.lookback_ms.max(1) as u64),
         timeout,
         prefer_fused: true,
-        ..EngineOptions::default()
+        max_samples: if max_samples > 0 { max_samples } else { EngineOptions::default().max_samples },
     };
     let engine = Engine::new(opts);
-    let ctx = crate::engine::plan::DurationContext { step_ms: req.step_ms.max(0), range_ms: (req.end_ms - req.start_ms).max(0) };
-    if matches!(crate::engine::plan::parse(&req.expr, ctx)?, Expr::Binary(_)) {
-        return evaluate_pair(&engine, storage, tenant, req);
-    }
-    let result = if req.step_ms <= 0 {
-        engine.instant_query(storage, tenant, &req.expr, req.start_ms)?
-    } else {
-        engine.range_query(storage, tenant, &req.expr, req.start_ms, req.end_ms, req.step_ms)?
+    let limited = (req.max_series > 0).then(|| {
+        let max = usize::try_from(req.max_series).unwrap_or(usize::MAX);
+        LimitedQueryable::new(Arc::clone(&storage), None, 0, max)
+    });
+    let storage: &dyn Queryable = match &limited {
+        Some(l) => l,
+        None => storage.as_ref(),
     };
-    let annotated = !result.warnings.is_empty() || !result.infos.is_empty();
-    let series = partial_series(result.value, &req.expr)?;
-    Ok(PartialResult { series, annotated })
+    let ctx = crate::engine::plan::DurationContext { step_ms: req.step_ms.max(0), range_ms: (req.end_ms - req.start_ms).max(0) };
+    let mut out = if matches!(crate::engine::plan::parse(&req.expr, ctx)?, Expr::Binary(_)) {
+        evaluate_pair(&engine, storage, tenant, req)?
+    } else {
+        let result = if req.step_ms <= 0 {
+            engine.instant_query(storage, tenant, &req.expr, req.start_ms)?
+        } else {
+            engine.range_query(storage, tenant, &req.expr, req.start_ms, req.end_ms, req.step_ms)?
+        };
+        let annotated = !result.warnings.is_empty() || !result.infos.is_empty();
+        let series = partial_series(result.value, &req.expr)?;
+        PartialResult { series, annotated, series_hashes: Vec::new(), samples: result.total_samples }
+    };
+    out.series_hashes = limited.map_or_else(Vec::new, |l| l.series_hashes());
+    Ok(out)
 }
 
 /// Both operands of a pushed-down pair ([`plan_pair`]): the left's series
@@ -201,7 +224,7 @@ fn evaluate_pair(engine: &Engine, storage: &dyn Queryable, tenant: &TenantId, re
         s.labels.set(RHS_LABEL, "1");
         series.push(s);
     }
-    Ok(PartialResult { series, annotated: ops.annotated })
+    Ok(PartialResult { series, annotated: ops.annotated, series_hashes: Vec::new(), samples: ops.total_samples })
 }
 
 /// An instant vector or matrix as partial series.
@@ -406,8 +429,8 @@ mod tests {
         let pts = |k: f64| -> Vec<(i64, f64)> { (0..20).map(|i| (i * 15_000, k * i as f64)).collect() };
         let (a, b, c, d) = (pts(1.0), pts(2.0), pts(3.5), pts(0.25));
         let all: Vec<(&str, &str, &[(i64, f64)])> = vec![("a", "1", &a), ("a", "2", &b), ("b", "3", &c), ("b", "4", &d)];
-        let whole = shard(&all);
-        let parts = [shard(&all[..1]), shard(&all[1..3]), shard(&all[3..])];
+        let whole: Arc<dyn Queryable> = Arc::new(shard(&all));
+        let parts: [Arc<dyn Queryable>; 3] = [Arc::new(shard(&all[..1])), Arc::new(shard(&all[1..3])), Arc::new(shard(&all[3..]))];
         let t = TenantId::anonymous();
         for q in [
             "sum by (job) (rate(x_total[1m]))",
@@ -418,8 +441,8 @@ mod tests {
             r#"count by (__name__) ({__name__=~"x.+"})"#,
         ] {
             let (req, op) = plan(&agg(q), 60_000, 280_000, 20_000, 300_000).unwrap();
-            let want = evaluate_partial(&whole, &t, &req, Duration::from_secs(5)).unwrap();
-            let got = merge(op, parts.iter().map(|p| evaluate_partial(p, &t, &req, Duration::from_secs(5)).unwrap().series).collect());
+            let want = evaluate_partial(Arc::clone(&whole), &t, &req, Duration::from_secs(5)).unwrap();
+            let got = merge(op, parts.iter().map(|p| evaluate_partial(Arc::clone(p), &t, &req, Duration::from_secs(5)).unwrap().series).collect());
             assert_eq!(got.len(), want.series.len(), "{q}");
             for (g, w) in got.iter().zip(&want.series) {
                 assert_eq!(g.labels, w.labels, "{q}");
@@ -497,8 +520,8 @@ mod tests {
         .unwrap();
         let t = TenantId::anonymous();
         let (req, _) = plan(&agg("sum(rate(gauge[1m]))"), 60_000, 120_000, 15_000, 300_000).unwrap();
-        assert!(evaluate_partial(&s2, &t, &req, Duration::from_secs(5)).unwrap().annotated);
+        assert!(evaluate_partial(Arc::new(s2), &t, &req, Duration::from_secs(5)).unwrap().annotated);
         let (req, _) = plan(&agg("sum(rate(x_total[1m]))"), 60_000, 120_000, 15_000, 300_000).unwrap();
-        assert!(!evaluate_partial(&s, &t, &req, Duration::from_secs(5)).unwrap().annotated);
+        assert!(!evaluate_partial(Arc::new(s), &t, &req, Duration::from_secs(5)).unwrap().annotated);
     }
 }

@@ -20,6 +20,11 @@ pub struct ShardPartial {
     pub series: Vec<PartialSeries>,
     /// The shard's evaluation produced warnings or infos.
     pub annotated: bool,
+    /// Label-set hashes of the series the evaluation selected (only under
+    /// the request's `max_series`).
+    pub series_hashes: Vec<u64>,
+    /// Samples the evaluation loaded.
+    pub samples: u64,
 }
 
 /// One node's answer to a multi-shard aggregation: the merged partial
@@ -45,6 +50,8 @@ fn request(shard: u64, shards: Vec<u64>, tenant: &TenantId, req: &PushdownReques
         lookback_ms: req.lookback_ms,
         shards,
         step_arrays: true,
+        max_series: req.max_series,
+        max_samples: req.max_samples,
     }
 }
 
@@ -62,7 +69,7 @@ pub async fn aggregate_shard(
     req: &PushdownRequest,
 ) -> Result<ShardPartial, tonic::Status> {
     let reply = client(channel).aggregate(request(shard, Vec::new(), tenant, req)).await?.into_inner();
-    partial_from_pb(req, reply.series, reply.annotated)
+    partial_from_pb(req, reply)
 }
 
 /// Asks the ingester behind `channel` to evaluate `req` over each of
@@ -74,9 +81,8 @@ pub async fn aggregate_node(
     req: &PushdownRequest,
 ) -> Result<NodePartial, tonic::Status> {
     let asked = shards.clone();
-    let reply = client(channel).aggregate(request(0, shards, tenant, req)).await?.into_inner();
-    let failed: Vec<(u64, tonic::Status)> = reply
-        .failed
+    let mut reply = client(channel).aggregate(request(0, shards, tenant, req)).await?.into_inner();
+    let failed: Vec<(u64, tonic::Status)> = std::mem::take(&mut reply.failed)
         .into_iter()
         .map(|f| (f.shard, tonic::Status::new(tonic::Code::from(f.code), f.message)))
         .collect();
@@ -85,19 +91,21 @@ pub async fn aggregate_node(
         // A server that ignores `shards` answers for `shard` 0 only.
         return Err(tonic::Status::unimplemented("the ingester does not answer multi-shard aggregations"));
     }
-    let partial = partial_from_pb(req, reply.series, reply.annotated)?;
-    Ok(NodePartial { partial, answered: reply.answered, failed })
+    let answered = std::mem::take(&mut reply.answered);
+    let partial = partial_from_pb(req, reply)?;
+    Ok(NodePartial { partial, answered, failed })
 }
 
-fn partial_from_pb(req: &PushdownRequest, series: Vec<pb::PartialSeries>, annotated: bool) -> Result<ShardPartial, tonic::Status> {
-    let series = series
+fn partial_from_pb(req: &PushdownRequest, reply: pb::AggregateResponse) -> Result<ShardPartial, tonic::Status> {
+    let series = reply
+        .series
         .into_iter()
         .map(|s| {
             let points = points_from_pb(req, &s).map_err(tonic::Status::data_loss)?;
             Ok(PartialSeries { labels: labels_from_pb(s.labels), points })
         })
         .collect::<Result<Vec<_>, tonic::Status>>()?;
-    Ok(ShardPartial { series, annotated })
+    Ok(ShardPartial { series, annotated: reply.annotated, series_hashes: reply.series_hashes, samples: reply.samples })
 }
 
 /// A partial series' points: from its step arrays when it has them, else its samples.
@@ -173,7 +181,7 @@ mod tests {
     use super::*;
 
     fn req(step_ms: i64) -> PushdownRequest {
-        PushdownRequest { expr: "sum(x)".into(), start_ms: 1_000, end_ms: 20_000, step_ms, lookback_ms: 1 }
+        PushdownRequest { expr: "sum(x)".into(), start_ms: 1_000, end_ms: 20_000, step_ms, lookback_ms: 1, max_series: 0, max_samples: 0 }
     }
 
     #[test]

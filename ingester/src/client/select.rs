@@ -47,7 +47,7 @@ use crate::raft::ShardId;
 use aion_model::labels::Labels;
 use aion_model::matcher::Matcher;
 use aion_model::storage::{
-    current_cancel_flag, report_warning, PartialSeries, PushdownRequest, Queryable, SelectHints, SelectedSeries, Series,
+    current_cancel_flag, report_warning, PushdownAnswer, PushdownRequest, Queryable, SelectHints, SelectedSeries, Series,
     StorageError,
 };
 use std::sync::atomic::Ordering as AtomicOrdering;
@@ -227,6 +227,10 @@ impl FanOutQueryable {
             }
         }
         self.metrics.observe_call(what, started.elapsed().as_secs_f64());
+        // A query limit fails the query, partial responses or not.
+        if let Some((_, e @ ClientError::Limit { .. })) = failed.iter().find(|(_, e)| matches!(e, ClientError::Limit { .. })) {
+            return Err(to_storage_error(e, e.to_string()));
+        }
         let Some((_, first)) = failed.first() else { return Ok(answers) };
         let ids: Vec<String> = failed.iter().map(|(s, _)| s.to_string()).collect();
         let summary = format!(
@@ -428,6 +432,9 @@ fn give_up(shard: ShardId, last: Option<ClientError>, deadline_hit: bool, waited
 }
 
 fn to_storage_error(e: &ClientError, message: String) -> StorageError {
+    if let ClientError::Limit { hit, .. } = e {
+        return StorageError::LimitExceeded { limit: hit.limit, max: hit.max, value: hit.value };
+    }
     if e.is_retryable() {
         StorageError::Unavailable(message)
     } else {
@@ -456,7 +463,7 @@ impl FanOutQueryable {
 }
 
 impl Queryable for FanOutQueryable {
-    fn pushdown(&self, tenant: &TenantId, req: &PushdownRequest) -> Option<Result<Vec<PartialSeries>, StorageError>> {
+    fn pushdown(&self, tenant: &TenantId, req: &PushdownRequest) -> Option<Result<PushdownAnswer, StorageError>> {
         // Fetch limits bound what the querier pulls from the shards; a pushed-down
         // aggregation pulls nothing, so with limits set the plain plan runs.
         let limited = self.config.max_fetched_series > 0 || self.config.max_fetched_chunk_bytes > 0;
@@ -517,6 +524,21 @@ mod tests {
         let b = FetchBudget::new(0, 100);
         assert!(b.charge(1_000, 100).is_ok());
         assert!(matches!(b.charge(0, 1), Err(StorageError::LimitExceeded { limit: "max_fetched_chunk_bytes_per_query", .. })));
+    }
+
+    #[test]
+    fn a_limit_status_is_a_final_limit_error() {
+        let hit = aion_proto::limit_status::LimitHit { limit: "max_series_per_query", max: 10, value: 11 };
+        let e = ClientError::from_status(2, "a:1", &hit.to_status("shards [2]"));
+        assert!(matches!(e, ClientError::Limit { shard: 2, hit: h } if h == hit), "{e:?}");
+        assert!(!e.is_retryable());
+        assert_eq!(
+            to_storage_error(&e, e.to_string()),
+            StorageError::LimitExceeded { limit: "max_series_per_query", max: 10, value: 11 }
+        );
+        // Other RESOURCE_EXHAUSTED statuses (a message over the size limit) are not limits.
+        let other = ClientError::from_status(2, "a:1", &tonic::Status::resource_exhausted("message too large"));
+        assert!(matches!(other, ClientError::Rpc { retryable: false, .. }), "{other:?}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use aion_model::labels::Labels;
 use aion_model::matcher::Matcher;
 use aion_model::storage::{
-    PartialSeries, PushdownRequest, Queryable, SelectHints, SelectedSeries, Series, StorageError,
+    PushdownAnswer, PushdownRequest, Queryable, SelectHints, SelectedSeries, Series, StorageError,
 };
 use aion_model::TenantId;
 use parking_lot::Mutex;
@@ -48,6 +48,12 @@ impl LimitedQueryable {
         self.seen.lock().len()
     }
 
+    /// Label-set hashes of the distinct series returned so far (kept only
+    /// under a series limit), in no particular order.
+    pub fn series_hashes(&self) -> Vec<u64> {
+        self.seen.lock().iter().copied().collect()
+    }
+
     /// `hints` clamped to the lookback limit; None when nothing is left.
     fn clamp(&self, hints: &SelectHints) -> Option<SelectHints> {
         match self.min_time_ms {
@@ -59,11 +65,16 @@ impl LimitedQueryable {
 
     /// Adds the series `labels` to the query's distinct set, failing over the limit.
     fn count<'a>(&self, labels: impl Iterator<Item = &'a Labels>) -> Result<(), StorageError> {
+        self.count_hashes(labels.map(aion_model::hash::labels_hash))
+    }
+
+    /// [`Self::count`] of series given by their label-set hashes.
+    fn count_hashes(&self, hashes: impl Iterator<Item = u64>) -> Result<(), StorageError> {
         if self.max_series == 0 {
             return Ok(());
         }
         let mut seen = self.seen.lock();
-        seen.extend(labels.map(aion_model::hash::labels_hash));
+        seen.extend(hashes);
         if seen.len() > self.max_series {
             self.exceeded.store(true, Ordering::Relaxed);
             return Err(StorageError::LimitExceeded {
@@ -120,16 +131,33 @@ impl Queryable for LimitedQueryable {
     }
 
     /// Pushed down only when the aggregation cannot read before the lookback
-    /// limit (shards cannot clamp); its partial series count against the limit.
-    fn pushdown(&self, tenant: &TenantId, req: &PushdownRequest) -> Option<Result<Vec<PartialSeries>, StorageError>> {
+    /// limit (shards cannot clamp). Under a series limit each part may select
+    /// the series the query has left, and the series the parts selected
+    /// (their label-set hashes) count against the limit as a selection here
+    /// would.
+    fn pushdown(&self, tenant: &TenantId, req: &PushdownRequest) -> Option<Result<PushdownAnswer, StorageError>> {
         if let Some(min) = self.min_time_ms {
             let earliest = req.start_ms.saturating_sub(self.window_ms.max(req.lookback_ms));
             if earliest < min {
                 return None;
             }
         }
-        let r = self.inner.pushdown(tenant, req)?;
-        Some(r.and_then(|parts| self.count(parts.iter().map(|p| &p.labels)).map(|()| parts)))
+        let req = if self.max_series > 0 {
+            let left = self.max_series.saturating_sub(self.series_returned()).max(1);
+            PushdownRequest { max_series: left as u64, ..req.clone() }
+        } else {
+            req.clone()
+        };
+        let r = self.inner.pushdown(tenant, &req)?;
+        Some(match r {
+            Ok(mut a) => self.count_hashes(std::mem::take(&mut a.series_hashes).into_iter()).map(|()| a),
+            Err(e) => {
+                if matches!(e, StorageError::LimitExceeded { limit: MAX_SERIES_PER_QUERY, .. }) {
+                    self.exceeded.store(true, Ordering::Relaxed);
+                }
+                Err(e)
+            }
+        })
     }
 
     fn may_push_down(&self) -> bool {

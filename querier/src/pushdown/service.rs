@@ -8,7 +8,9 @@
 
 use super::union::UnionQueryable;
 use super::{evaluate_partial, plan, plan_pair, wire, PartialResult};
-use aion_model::storage::{PushdownRequest, Queryable};
+use crate::engine::EngineError;
+use aion_model::storage::{PushdownRequest, Queryable, StorageError};
+use aion_proto::limit_status::{LimitHit, KNOWN_LIMITS};
 use aion_model::TenantId;
 use aion_proto::ingester as pb;
 use aion_proto::ingester::pushdown_server::{Pushdown, PushdownServer};
@@ -79,10 +81,14 @@ impl<S: ShardSource> PushdownService<S> {
         match evaluate_on(union, &label, tenant.clone(), req.clone(), self.timeout).await {
             Ok(p) => {
                 resp.annotated = p.annotated;
+                resp.series_hashes = p.series_hashes;
+                resp.samples = p.samples;
                 if !p.annotated {
                     resp.series = p.series.iter().map(|s| wire::series_to_pb(req, s, step_arrays)).collect();
                 }
             }
+            // A limit holds for the whole node's answer: the call fails.
+            Err(s) if LimitHit::from_status(&s).is_some() => return Err(s),
             Err(s) => {
                 let answered = std::mem::take(&mut resp.answered);
                 resp.failed.extend(answered.into_iter().map(|shard| failure(shard, &s)));
@@ -101,13 +107,35 @@ async fn evaluate_shard<S: ShardSource>(source: &S, shard: u64, tenant: TenantId
     evaluate_on(source.leader_data(shard).await?, &format!("shard {shard}"), tenant, req, timeout).await
 }
 
+/// The status of a failed evaluation: a query limit as [`LimitHit`]
+/// (RESOURCE_EXHAUSTED naming it), anything else INVALID_ARGUMENT.
+fn evaluation_status(what: &str, req: &PushdownRequest, e: EngineError) -> Status {
+    let hit = match &e {
+        EngineError::TooManySamples(_) => {
+            Some(LimitHit { limit: "max_samples_per_query", max: req.max_samples, value: req.max_samples.saturating_add(1) })
+        }
+        EngineError::Storage(StorageError::LimitExceeded { limit, max, value }) => {
+            KNOWN_LIMITS.into_iter().find(|l| l == limit).map(|limit| LimitHit { limit, max: *max, value: *value })
+        }
+        _ => None,
+    };
+    match hit {
+        Some(h) => h.to_status(what),
+        None => Status::invalid_argument(format!("{what}: pushdown evaluation failed: {e}")),
+    }
+}
+
 /// A partial result over `data` (leadership confirmed; `what` names its
 /// shards in errors), on a blocking thread.
 async fn evaluate_on(data: Arc<dyn Queryable>, what: &str, tenant: TenantId, req: PushdownRequest, timeout: Duration) -> Result<PartialResult, Status> {
-    tokio::task::spawn_blocking(move || evaluate_partial(data.as_ref(), &tenant, &req, timeout))
+    let run = {
+        let req = req.clone();
+        move || evaluate_partial(data, &tenant, &req, timeout)
+    };
+    tokio::task::spawn_blocking(run)
         .await
         .map_err(|e| Status::internal(format!("{what}: pushdown task failed: {e}")))?
-        .map_err(|e| Status::invalid_argument(format!("{what}: pushdown evaluation failed: {e}")))
+        .map_err(|e| evaluation_status(what, &req, e))
 }
 
 /// Checks that `expr` is an aggregation (or a pair of them, see
@@ -133,7 +161,15 @@ impl<S: ShardSource> Pushdown for PushdownService<S> {
     async fn aggregate(&self, req: Request<pb::AggregateRequest>) -> Result<Response<pb::AggregateResponse>, Status> {
         let r = req.into_inner();
         let tenant = TenantId::new(&r.tenant).map_err(|e| Status::invalid_argument(format!("invalid tenant {:?}: {e}", r.tenant)))?;
-        let preq = PushdownRequest { expr: r.expr, start_ms: r.start_ms, end_ms: r.end_ms, step_ms: r.step_ms, lookback_ms: r.lookback_ms };
+        let preq = PushdownRequest {
+            expr: r.expr,
+            start_ms: r.start_ms,
+            end_ms: r.end_ms,
+            step_ms: r.step_ms,
+            lookback_ms: r.lookback_ms,
+            max_series: r.max_series,
+            max_samples: r.max_samples,
+        };
         if !r.shards.is_empty() {
             return Ok(Response::new(self.evaluate_shards(&r.shards, &tenant, &preq, r.step_arrays).await?));
         }
@@ -141,6 +177,8 @@ impl<S: ShardSource> Pushdown for PushdownService<S> {
         Ok(Response::new(pb::AggregateResponse {
             series: out.series.iter().map(|s| wire::series_to_pb(&preq, s, r.step_arrays)).collect(),
             annotated: out.annotated,
+            series_hashes: out.series_hashes,
+            samples: out.samples,
             ..Default::default()
         }))
     }

@@ -67,7 +67,7 @@ mod tests {
     use super::*;
 
     fn req(step_ms: i64) -> PushdownRequest {
-        PushdownRequest { expr: "sum(x)".into(), start_ms: 1_000, end_ms: 10_000, step_ms, lookback_ms: 300_000 }
+        PushdownRequest { expr: "sum(x)".into(), start_ms: 1_000, end_ms: 10_000, step_ms, lookback_ms: 300_000, max_series: 0, max_samples: 0 }
     }
 
     fn series(points: &[(i64, f64)]) -> PartialSeries {

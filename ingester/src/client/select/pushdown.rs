@@ -11,7 +11,8 @@
 use super::{FanOutQueryable, StorageError};
 use crate::client::{aggregate_node, aggregate_shard, ShardPartial};
 use crate::raft::ShardId;
-use aion_model::storage::{PartialSeries, PushdownRequest};
+use aion_model::storage::{PushdownAnswer, PushdownRequest};
+use aion_proto::limit_status::LimitHit;
 use aion_model::tenant::TenantId;
 use std::collections::BTreeMap;
 use tokio::time::Instant;
@@ -21,7 +22,7 @@ impl FanOutQueryable {
     /// shards' partial results, merged by the caller. `Ok(None)` when a
     /// shard's evaluation raised annotations (the engine then evaluates
     /// the aggregation itself, so annotations stay exact).
-    pub async fn pushdown_async(&self, tenant: &TenantId, req: &PushdownRequest) -> Result<Option<Vec<PartialSeries>>, StorageError> {
+    pub async fn pushdown_async(&self, tenant: &TenantId, req: &PushdownRequest) -> Result<Option<PushdownAnswer>, StorageError> {
         if self.client.shard_map().shard_ids().is_empty() {
             self.client.refresh().await;
         }
@@ -38,6 +39,11 @@ impl FanOutQueryable {
         });
         let mut parts: Vec<ShardPartial> = Vec::new();
         for (shards, answer) in futures::future::join_all(calls).await {
+            // A query limit holds for the whole query: no shard is asked again.
+            if let Some(hit) = answer.as_ref().and_then(|a| a.as_ref().err()).and_then(LimitHit::from_status) {
+                self.metrics.request("aggregate", "error");
+                return Err(StorageError::LimitExceeded { limit: hit.limit, max: hit.max, value: hit.value });
+            }
             match answer {
                 Some(Ok(node)) => {
                     self.metrics.request("aggregate", "ok");
@@ -64,7 +70,13 @@ impl FanOutQueryable {
         if parts.iter().any(|p| p.annotated) {
             return Ok(None);
         }
-        Ok(Some(parts.into_iter().flat_map(|p| p.series).collect()))
+        let mut answer = PushdownAnswer::default();
+        for p in parts {
+            answer.series.extend(p.series);
+            answer.series_hashes.extend(p.series_hashes);
+            answer.samples += p.samples;
+        }
+        Ok(Some(answer))
     }
 
     /// Shards grouped by the address of their known leader, and the shards

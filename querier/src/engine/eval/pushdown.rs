@@ -4,18 +4,27 @@
 
 use super::{Evaluator, Ser, Val};
 use crate::engine::EngineError;
-use aion_model::storage::{PartialSeries, PushdownRequest, StorageError};
+use aion_model::storage::{PartialSeries, PushdownAnswer, PushdownRequest, StorageError};
 use crate::pushdown::MergeOp;
 use promql_parser::parser::token::T_AVG;
 use promql_parser::parser::{AggregateExpr, BinaryExpr, Expr};
 use std::collections::HashMap;
 
-type Parts = Option<Result<Vec<PartialSeries>, StorageError>>;
+type Parts = Option<Result<PushdownAnswer, StorageError>>;
 
 fn unwrap_parens(e: &Expr) -> &Expr {
     match e {
         Expr::Paren(p) => unwrap_parens(&p.expr),
         other => other,
+    }
+}
+
+/// A failed pushdown as the engine's error: a part over the sample limit
+/// exactly as the limit hit here.
+fn answer_error(e: StorageError) -> EngineError {
+    match e {
+        StorageError::LimitExceeded { limit: "max_samples_per_query", .. } => EngineError::TooManySamples("query execution".into()),
+        e => e.into(),
     }
 }
 
@@ -37,7 +46,25 @@ impl Evaluator<'_> {
 
     /// The pushdown request of `a` and the operator merging its parts.
     fn pushdown_plan(&self, a: &AggregateExpr) -> Option<(PushdownRequest, MergeOp)> {
-        crate::pushdown::plan(a, self.start, self.end, self.pushdown_step(), self.shared.lookback)
+        let (req, op) = crate::pushdown::plan(a, self.start, self.end, self.pushdown_step(), self.shared.lookback)?;
+        Some((self.with_sample_budget(req), op))
+    }
+
+    /// `req` allowed the samples the query may still load on each part (its
+    /// limit less what it loaded so far); the parts' total is checked when
+    /// their answer is taken ([`Self::take_answer`]).
+    fn with_sample_budget(&self, req: PushdownRequest) -> PushdownRequest {
+        let left = self.shared.max_samples.saturating_sub(self.shared.samples.get()).max(1);
+        PushdownRequest { max_samples: u64::try_from(left).unwrap_or(u64::MAX), ..req }
+    }
+
+    /// A used pushdown answer's series, the samples its parts loaded counted
+    /// against the query's limit (and in its `stats`) as if loaded here; a
+    /// part over the sample limit fails the query as the limit does here.
+    fn take_answer(&self, r: Result<PushdownAnswer, StorageError>) -> Result<Vec<PartialSeries>, EngineError> {
+        let a = r.map_err(answer_error)?;
+        self.add_samples(usize::try_from(a.samples).unwrap_or(usize::MAX))?;
+        Ok(a.series)
     }
 
     /// The aggregation's output if the storage evaluated it by pushdown;
@@ -53,7 +80,7 @@ impl Evaluator<'_> {
         let Some(parts) = self.storage.pushdown(self.tenant, &req) else {
             return Ok(None);
         };
-        Ok(Some(merged(op, parts?)))
+        Ok(Some(merged(op, self.take_answer(parts)?)))
     }
 
     /// Both operands of `b` when both are aggregations the store pushes
@@ -83,11 +110,11 @@ impl Evaluator<'_> {
             }
         });
         let l = match l {
-            Some(parts) => Val::Vector(merged(lop, parts?)),
+            Some(parts) => Val::Vector(merged(lop, self.take_answer(parts)?)),
             None => self.eval(&b.lhs)?,
         };
         let r = match r {
-            Some(parts) => Val::Vector(merged(rop, parts?)),
+            Some(parts) => Val::Vector(merged(rop, self.take_answer(parts)?)),
             None => self.eval(&b.rhs)?,
         };
         Ok(Some((l, r)))
@@ -106,10 +133,10 @@ impl Evaluator<'_> {
         let Some((req, lop, rop)) = crate::pushdown::plan_pair(b, self.start, self.end, self.pushdown_step(), self.shared.lookback) else {
             return Ok(None);
         };
-        let Some(parts) = self.storage.pushdown(self.tenant, &req) else {
+        let Some(parts) = self.storage.pushdown(self.tenant, &self.with_sample_budget(req)) else {
             return Ok(None);
         };
-        let (l, r) = crate::pushdown::split_sides(parts?);
+        let (l, r) = crate::pushdown::split_sides(self.take_answer(parts)?);
         Ok(Some((Val::Vector(merged(lop, l)), Val::Vector(merged(rop, r)))))
     }
 
@@ -131,10 +158,14 @@ impl Evaluator<'_> {
         let Some((req, _, _)) = crate::pushdown::plan_pair(&b, self.start, self.end, self.pushdown_step(), self.shared.lookback) else {
             return Ok(None);
         };
-        let Some(parts) = self.storage.pushdown(self.tenant, &req) else {
+        let Some(parts) = self.storage.pushdown(self.tenant, &self.with_sample_budget(req)) else {
             return Ok(None);
         };
-        let (sums, counts) = crate::pushdown::split_sides(parts?);
+        // The parts' samples count only if their answer is used: a fallback
+        // below loads them again.
+        let answer = parts.map_err(answer_error)?;
+        let samples = usize::try_from(answer.samples).unwrap_or(usize::MAX);
+        let (sums, counts) = crate::pushdown::split_sides(answer.series);
         let counts: HashMap<_, _> = merged(MergeOp::Sum, counts).into_iter().map(|s| (s.labels, s.points)).collect();
         let mut out = merged(MergeOp::Sum, sums);
         for s in &mut out {
@@ -149,6 +180,23 @@ impl Evaluator<'_> {
                 p.v /= c.v;
             }
         }
+        self.add_samples(samples)?;
         Ok(Some(out))
+    }
+
+    /// Both operands of `b` when both aggregate the same expression (the
+    /// `sum … / count …` a pushed-down `avg` becomes): that expression is
+    /// evaluated, and its samples loaded, once, as for the `avg` itself.
+    /// `None` when `b` has another shape.
+    pub(crate) fn operands_sharing_input(&self, b: &BinaryExpr) -> Result<Option<(Val, Val)>, EngineError> {
+        let (Expr::Aggregate(la), Expr::Aggregate(ra)) = (unwrap_parens(&b.lhs), unwrap_parens(&b.rhs)) else {
+            return Ok(None);
+        };
+        if la.param.is_some() || ra.param.is_some() || la.expr != ra.expr {
+            return Ok(None);
+        }
+        let input = self.eval(&la.expr)?;
+        let l = self.aggregate_of(la, Some(input.clone()))?;
+        Ok(Some((l, self.aggregate_of(ra, Some(input))?)))
     }
 }
