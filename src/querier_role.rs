@@ -25,6 +25,7 @@ pub fn fan_out_config(cfg: &Config) -> FanOutConfig {
         max_fetched_series: cfg.querier.max_fetched_series_per_query,
         max_fetched_chunk_bytes: cfg.querier.max_fetched_chunk_bytes_per_query,
         aggregation_pushdown: cfg.querier.aggregation_pushdown,
+        adaptive_pushdown: cfg.querier.adaptive_pushdown,
         ..FanOutConfig::default()
     }
 }

@@ -130,12 +130,14 @@ fn promql_through_the_cluster_matches_prometheus() {
     };
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = unlimited_distributor_config(tmp.path());
-    // Querier 0 pushes aggregations down to the shards (the default), querier 1 does not:
-    // both must give Prometheus's answers.
-    let no_pushdown = tmp.path().join("no-pushdown.yaml");
+    // Querier 0 pushes every aggregation it can down to the shards (never
+    // declining as adaptive pushdown may), querier 1 none: both must give
+    // Prometheus's answers.
+    let (always, no_pushdown) = (tmp.path().join("always.yaml"), tmp.path().join("no-pushdown.yaml"));
+    std::fs::write(&always, "querier:\n  adaptive_pushdown: false\n").expect("write config");
     std::fs::write(&no_pushdown, "querier:\n  aggregation_pushdown: false\n").expect("write config");
-    let no_pushdown = format!("--config.file={}", no_pushdown.display());
-    let cluster = LocalCluster::start_with(3, 16, 3, Some(&[config.as_str()]), &[&[], &[no_pushdown.as_str()]]);
+    let (always, no_pushdown) = (format!("--config.file={}", always.display()), format!("--config.file={}", no_pushdown.display()));
+    let cluster = LocalCluster::start_with(3, 16, 3, Some(&[config.as_str()]), &[&[always.as_str()], &[no_pushdown.as_str()]]);
     let prom = Prometheus::start(
         &prom_bin,
         &tmp.path().join("prom"),
@@ -223,6 +225,15 @@ fn tenant_limits_hold_under_pushdown(pushed: &str, plain: &str, t: i64) {
         }
         assert_eq!(seen[0], seen[1], "{path}: pushdown and plain answers (result, samples) differ");
     }
+}
+
+/// The sum of the samples of `name` in a process's /metrics.
+fn metric_sum(http: &str, name: &str) -> f64 {
+    let (_, text) = ureq_get(&format!("{http}/metrics")).expect("metrics");
+    text.lines()
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Successful `Aggregate` (pushdown) shard requests in a querier's /metrics.
@@ -350,6 +361,20 @@ fn one_ingester_down_is_invisible_a_shard_without_quorum_is_an_error_or_a_warnin
         .collect();
     cluster.loader().push(&WriteBatch { tenant: TenantId::anonymous(), series }).expect("push");
     tenant_limits_hold_under_pushdown(&cluster.queriers[3].prom_base(), &cluster.queriers[4].prom_base(), t);
+    // Adaptive pushdown: an answer that moved about one value per sample read
+    // makes the querier evaluate the same aggregation from the chunks next
+    // time, with the same result.
+    let url = format!("{strict}/api/v1/query_range?query={}&start={}&end={t}&step=10", urlencode("sum(n)"), t - 100);
+    let answers: Vec<serde_json::Value> = (0..2)
+        .map(|_| {
+            let (code, body) = ureq_get(&url).expect("range query");
+            assert_eq!(code, 200, "{body}");
+            serde_json::from_str::<serde_json::Value>(&body).expect("JSON")["data"]["result"].clone()
+        })
+        .collect();
+    assert_eq!(answers[0], answers[1], "pushed down, then from chunks");
+    assert!(answers[0].as_array().is_some_and(|r| r.len() == 1), "{}", answers[0]);
+    assert!(metric_sum(&cluster.queriers[0].http, "aion_querier_pushdown_declined_total") >= 1.0);
     assert!(aggregate_requests(&cluster.queriers[3].http) > 0.0, "the limited querier pushed aggregations down");
     // The fetch limit: 10 series are fine, 64 are not.
     let limited = cluster.queriers[2].prom_base();

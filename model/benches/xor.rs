@@ -7,6 +7,7 @@ use aion_model::chunk::testdata::{
     realistic_mix, size_report, Jitter, MixSeries, SAMPLES_PER_CHUNK,
 };
 use aion_model::chunk::XorChunk;
+use aion_model::Sample;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
 /// Ten targets of ~82 series each, two chunks of 120 samples per series.
@@ -54,6 +55,18 @@ fn decode_sum(chunks: &[XorChunk]) -> u64 {
     acc
 }
 
+/// The query path's decode: every chunk into a reused buffer, in one loop.
+fn decode_range_all(chunks: &[XorChunk], buf: &mut Vec<Sample>) -> usize {
+    let mut n = 0;
+    for c in chunks {
+        buf.clear();
+        if c.iter().decode_range_into(i64::MIN, i64::MAX, buf).is_ok() {
+            n += buf.len();
+        }
+    }
+    n
+}
+
 fn bench_xor(c: &mut Criterion) {
     let realistic = mix(Jitter::Realistic);
     let harsh = mix(Jitter::Uniform(3));
@@ -71,9 +84,14 @@ fn bench_xor(c: &mut Criterion) {
     let dec = cpu_ns_per_sample(samples, 50, || {
         black_box(decode_sum(&chunks));
     });
-    if let (Some(enc), Some(dec)) = (enc, dec) {
+    let mut buf = Vec::new();
+    let range = cpu_ns_per_sample(samples, 50, || {
+        black_box(decode_range_all(&chunks, &mut buf));
+    });
+    if let (Some(enc), Some(dec), Some(range)) = (enc, dec, range) {
         println!(
-            "CPU time: encode {enc:.1} ns/sample ({:.0} M samples/s), decode {dec:.1} ns/sample ({:.0} M samples/s)\n",
+            "CPU time: encode {enc:.1} ns/sample ({:.0} M samples/s), decode {dec:.1} ns/sample ({:.0} M samples/s), \
+             range decode {range:.1} ns/sample\n",
             1e3 / enc,
             1e3 / dec
         );
@@ -85,6 +103,10 @@ fn bench_xor(c: &mut Criterion) {
     });
     g.bench_function("decode_mix_iter", |b| {
         b.iter(|| decode_sum(black_box(&chunks)))
+    });
+    g.bench_function("decode_mix_range_into", |b| {
+        let mut buf = Vec::new();
+        b.iter(|| decode_range_all(black_box(&chunks), &mut buf))
     });
     g.bench_function("decode_mix_decode_all", |b| {
         b.iter(|| {

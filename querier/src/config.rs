@@ -32,6 +32,11 @@ pub struct QuerierConfig {
     /// selectors and per-series range functions (`rate`, `*_over_time`, …)
     /// and the querier merges their partial results (aggregation pushdown).
     pub aggregation_pushdown: bool,
+    /// With pushdown on: evaluate an aggregation from the chunks for a minute
+    /// when its last pushed-down answer moved as many values (≥ 0.15 per
+    /// sample loaded) as reading the chunks would, e.g. `sum by (instance)`
+    /// over a few series per instance; then measure again.
+    pub adaptive_pushdown: bool,
     /// Default per-tenant query limits (a tenant without an override gets these).
     pub limits: QueryLimits,
     /// Runtime overrides file: YAML `overrides: { <tenant>: { <limits fields> } }`;
@@ -53,6 +58,7 @@ impl Default for QuerierConfig {
             max_fetched_series_per_query: 0,
             max_fetched_chunk_bytes_per_query: 0,
             aggregation_pushdown: true,
+            adaptive_pushdown: true,
             limits: QueryLimits::default(),
             overrides_file: None,
             overrides_period: Duration::from_secs(10),

@@ -36,6 +36,7 @@ mod batched;
 mod merge;
 mod metrics;
 mod pushdown;
+pub mod pushdown_choice;
 
 pub use aion_model::storage::merge_selected;
 pub use merge::{merge_series, union_sorted};
@@ -82,6 +83,10 @@ pub struct FanOutConfig {
     /// Most encoded chunk bytes one select may fetch over all shards (what
     /// bounds the call's memory); 0 = unlimited.
     pub max_fetched_chunk_bytes: usize,
+    /// Decline pushdown for a while where the last pushed-down answer of the
+    /// same aggregation moved as many values as reading the chunks would
+    /// ([`pushdown_choice`]).
+    pub adaptive_pushdown: bool,
 }
 
 impl Default for FanOutConfig {
@@ -94,6 +99,7 @@ impl Default for FanOutConfig {
             max_fetched_series: 0,
             max_fetched_chunk_bytes: 0,
             aggregation_pushdown: true,
+            adaptive_pushdown: true,
         }
     }
 }
@@ -104,6 +110,7 @@ pub struct FanOutQueryable {
     runtime: tokio::runtime::Handle,
     config: FanOutConfig,
     metrics: FanOutMetrics,
+    choices: pushdown_choice::PushdownChoices,
 }
 
 impl FanOutQueryable {
@@ -112,7 +119,7 @@ impl FanOutQueryable {
     /// `spawn_blocking`), never from a runtime worker thread.
     pub fn new(client: ClusterClient, runtime: tokio::runtime::Handle, config: FanOutConfig) -> Self {
         let config = FanOutConfig { max_concurrency: config.max_concurrency.max(1), ..config };
-        Self { client, runtime, config, metrics: FanOutMetrics::default() }
+        Self { client, runtime, config, metrics: FanOutMetrics::default(), choices: Default::default() }
     }
 
     /// Reports into `metrics` (e.g. from [`FanOutMetrics::register`]).
@@ -470,7 +477,18 @@ impl Queryable for FanOutQueryable {
         if !self.config.aggregation_pushdown || limited {
             return None;
         }
-        self.run(self.pushdown_async(tenant, req)).transpose()
+        let shape = (tenant.to_string(), req.expr.clone(), req.step_ms);
+        let adaptive = self.config.adaptive_pushdown;
+        if adaptive && self.choices.declines(&shape, std::time::Instant::now()) {
+            self.metrics.pushdown_declined();
+            return None;
+        }
+        let r = self.run(self.pushdown_async(tenant, req)).transpose()?;
+        if let (true, Ok(a)) = (adaptive, &r) {
+            let points: usize = a.series.iter().map(|s| s.points.len()).sum();
+            self.choices.observe(shape, points as u64, a.samples, std::time::Instant::now());
+        }
+        Some(r)
     }
 
     fn may_push_down(&self) -> bool {

@@ -151,32 +151,16 @@ impl<'a> BitReader<'a> {
             self.avail += bits;
             self.pos += take as usize;
         } else {
-            self.refill_tail();
+            (self.pos, self.acc, self.avail) = refill_tail(self.buf, self.pos, self.acc, self.avail);
         }
     }
 
-    /// [`Self::refill`] within the last 8 bytes: byte by byte.
-    #[cold]
-    #[inline(never)]
-    fn refill_tail(&mut self) {
-        while self.avail <= 56 {
-            let Some(&b) = self.buf.get(self.pos) else {
-                break;
-            };
-            self.acc |= u64::from(b) << (56 - self.avail);
-            self.avail += 8;
-            self.pos += 1;
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
+    // The cold paths take the reader's fields by value, never `&self`: a
+    // reader whose address never escapes stays in registers in the
+    // decoders' loops (its fields are otherwise reloaded at every read).
+    #[inline]
     fn eof(&self, wanted: u32) -> ModelError {
-        ModelError::CorruptChunk(format!(
-            "unexpected end of data: wanted {wanted} more bits at bit {} of {}",
-            self.bits_read(),
-            self.buf.len() * 8
-        ))
+        eof_error(self.bits_read(), self.buf.len(), wanted)
     }
 
     /// Reads one bit.
@@ -226,9 +210,8 @@ impl<'a> BitReader<'a> {
     }
 
     /// [`Self::read_bits`] for `n` in 57..=64: two reads (the accumulator
-    /// holds at least 57 bits after a refill). Kept out of line so that the
-    /// common path, free of recursion, inlines into decoders.
-    #[inline(never)]
+    /// holds at least 57 bits after a refill).
+    #[inline]
     fn read_bits_wide(&mut self, n: u32) -> Result<u64> {
         let hi = self.read_bits_short(n - 32)?;
         let lo = self.read_bits_short(32)?;
@@ -275,6 +258,32 @@ impl<'a> BitReader<'a> {
             "varint longer than 10 groups".to_string(),
         ))
     }
+}
+
+/// [`BitReader::refill`] within the last 8 bytes of `buf`, byte by byte:
+/// the new `(pos, acc, avail)`.
+#[cold]
+#[inline(never)]
+fn refill_tail(buf: &[u8], mut pos: usize, mut acc: u64, mut avail: u32) -> (usize, u64, u32) {
+    while avail <= 56 {
+        let Some(&b) = buf.get(pos) else {
+            break;
+        };
+        acc |= u64::from(b) << (56 - avail);
+        avail += 8;
+        pos += 1;
+    }
+    (pos, acc, avail)
+}
+
+/// The error of a read of `wanted` bits at bit `at` of a `len`-byte buffer that ends first.
+#[cold]
+#[inline(never)]
+fn eof_error(at: usize, len: usize, wanted: u32) -> ModelError {
+    ModelError::CorruptChunk(format!(
+        "unexpected end of data: wanted {wanted} more bits at bit {at} of {}",
+        len * 8
+    ))
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 //! shard), `aion_querier_shard_requests_total{op,outcome}` (one RPC to one
 //! replica: `ok`, `redirected`, `retried` on another replica or round, `error`
 //! not retryable), `aion_querier_shards_unavailable_total{op,partial}`
-//! (shards given up on; `partial="true"` when skipped with a warning).
+//! (shards given up on; `partial="true"` when skipped with a warning),
+//! `aion_querier_pushdown_declined_total` (aggregations evaluated from
+//! chunks because pushing them down did not pay, `pushdown_choice.rs`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -45,6 +47,7 @@ pub struct FanOutMetrics {
     duration: Family<OpLabel, Histogram>,
     requests: Family<RequestLabels, Counter>,
     unavailable: Family<UnavailableLabels, Counter>,
+    declined: Counter,
 }
 
 impl Default for FanOutMetrics {
@@ -53,6 +56,7 @@ impl Default for FanOutMetrics {
             duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_5, 2.0, 16))),
             requests: Family::default(),
             unavailable: Family::default(),
+            declined: Counter::default(),
         }
     }
 }
@@ -72,7 +76,16 @@ impl FanOutMetrics {
             "Shards without an answer in a storage call",
             m.unavailable.clone(),
         );
+        registry.register(
+            "aion_querier_pushdown_declined",
+            "Aggregations evaluated from chunks because pushing them down did not pay",
+            m.declined.clone(),
+        );
         m
+    }
+
+    pub(super) fn pushdown_declined(&self) {
+        self.declined.inc();
     }
 
     pub(super) fn observe_call(&self, op: &str, seconds: f64) {
