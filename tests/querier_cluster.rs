@@ -227,22 +227,19 @@ fn tenant_limits_hold_under_pushdown(pushed: &str, plain: &str, t: i64) {
     }
 }
 
-/// The sum of the samples of `name` in a process's /metrics.
-fn metric_sum(http: &str, name: &str) -> f64 {
+/// The sum of the samples of `name` in a process's /metrics whose labels
+/// include every one of `labels` (`key="value"`).
+fn metric_sum(http: &str, name: &str, labels: &[&str]) -> f64 {
     let (_, text) = ureq_get(&format!("{http}/metrics")).expect("metrics");
     text.lines()
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name) && labels.iter().all(|kv| l.contains(kv)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
 
 /// Successful `Aggregate` (pushdown) shard requests in a querier's /metrics.
 fn aggregate_requests(http: &str) -> f64 {
-    let (_, text) = ureq_get(&format!("{http}/metrics")).expect("querier metrics");
-    text.lines()
-        .filter(|l| l.starts_with("aion_querier_shard_requests_total{") && l.contains("op=\"aggregate\"") && l.contains("outcome=\"ok\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric_sum(http, "aion_querier_shard_requests_total", &["op=\"aggregate\"", "outcome=\"ok\""])
 }
 
 /// Whether this build has the `distributor` role (being added in parallel).
@@ -374,7 +371,7 @@ fn one_ingester_down_is_invisible_a_shard_without_quorum_is_an_error_or_a_warnin
         .collect();
     assert_eq!(answers[0], answers[1], "pushed down, then from chunks");
     assert!(answers[0].as_array().is_some_and(|r| r.len() == 1), "{}", answers[0]);
-    assert!(metric_sum(&cluster.queriers[0].http, "aion_querier_pushdown_declined_total") >= 1.0);
+    assert!(metric_sum(&cluster.queriers[0].http, "aion_querier_pushdown_declined_total", &[]) >= 1.0);
     assert!(aggregate_requests(&cluster.queriers[3].http) > 0.0, "the limited querier pushed aggregations down");
     // The fetch limit: 10 series are fine, 64 are not.
     let limited = cluster.queriers[2].prom_base();

@@ -438,9 +438,14 @@ fn give_up(shard: ShardId, last: Option<ClientError>, deadline_hit: bool, waited
     }
 }
 
+/// A query limit an ingester stopped at, as the storage error the engine reports.
+fn limit_error(hit: aion_proto::limit_status::LimitHit) -> StorageError {
+    StorageError::LimitExceeded { limit: hit.limit, max: hit.max, value: hit.value }
+}
+
 fn to_storage_error(e: &ClientError, message: String) -> StorageError {
     if let ClientError::Limit { hit, .. } = e {
-        return StorageError::LimitExceeded { limit: hit.limit, max: hit.max, value: hit.value };
+        return limit_error(*hit);
     }
     if e.is_retryable() {
         StorageError::Unavailable(message)

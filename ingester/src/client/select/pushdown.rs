@@ -42,7 +42,7 @@ impl FanOutQueryable {
             // A query limit holds for the whole query: no shard is asked again.
             if let Some(hit) = answer.as_ref().and_then(|a| a.as_ref().err()).and_then(LimitHit::from_status) {
                 self.metrics.request("aggregate", "error");
-                return Err(StorageError::LimitExceeded { limit: hit.limit, max: hit.max, value: hit.value });
+                return Err(super::limit_error(hit));
             }
             match answer {
                 Some(Ok(node)) => {
