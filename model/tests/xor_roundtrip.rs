@@ -98,6 +98,11 @@ fn check_round_trip(ts: &[i64], vs: &[u64]) -> Result<(), TestCaseError> {
         .collect::<Result<_, _>>()
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(via_iter.len(), n);
+    check_range_decode(c.bytes(), i64::MIN, i64::MAX)?;
+    if n > 0 {
+        let (a, b) = (ts[n / 3], ts[(2 * n) / 3]);
+        check_range_decode(c.bytes(), a.min(b), a.max(b))?;
+    }
     prop_assert_eq!(c.first_t(), ts.first().copied().filter(|_| n > 0));
     prop_assert_eq!(c.last_t(), ts.get(n.wrapping_sub(1)).copied());
     prop_assert_eq!(
@@ -107,10 +112,40 @@ fn check_round_trip(ts: &[i64], vs: &[u64]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// The range decode keeps exactly what iterating keeps, and fails exactly
+/// when iterating meets an error before a sample after `end`.
+fn check_range_decode(bytes: &[u8], start: i64, end: i64) -> Result<(), TestCaseError> {
+    let mut want = Vec::new();
+    let mut want_err = false;
+    for item in XorIter::new(bytes) {
+        match item {
+            Err(_) => {
+                want_err = true;
+                break;
+            }
+            Ok(s) if s.t > end => break,
+            Ok(s) if s.t >= start => want.push(s),
+            Ok(_) => {}
+        }
+    }
+    let mut got = Vec::new();
+    let res = XorIter::new(bytes).decode_range_into(start, end, &mut got);
+    prop_assert_eq!(res.is_err(), want_err, "range {}..={}: {:?}", start, end, res);
+    if let Err(e) = res {
+        prop_assert!(matches!(e, ModelError::CorruptChunk(_)));
+    }
+    prop_assert_eq!(got.len(), want.len(), "range {}..={}", start, end);
+    for (g, w) in got.iter().zip(&want) {
+        prop_assert!(g.bit_eq(w), "{:?} != {:?}", g, w);
+    }
+    Ok(())
+}
+
 /// Decodes arbitrary bytes every way; must not panic and must terminate with
 /// at most one error, which comes last.
 fn decode_everything(bytes: &[u8]) -> Result<(), TestCaseError> {
     let _ = XorChunk::decode_all(bytes);
+    check_range_decode(bytes, i64::MIN, i64::MAX)?;
     if let Ok(c) = XorChunk::from_bytes(bytes.to_vec()) {
         // Accepted chunks decode cleanly and keep accepting appends.
         prop_assert!(c.iter().all(|s| s.is_ok()));

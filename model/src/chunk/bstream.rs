@@ -130,6 +130,11 @@ impl<'a> BitReader<'a> {
         self.pos * 8 - self.avail as usize
     }
 
+    /// The whole input and the bit position of the next read in it.
+    pub fn position(&self) -> (&'a [u8], usize) {
+        (self.buf, self.bits_read())
+    }
+
     /// Number of bits not yet consumed.
     pub fn bits_left(&self) -> usize {
         (self.buf.len() - self.pos) * 8 + self.avail as usize

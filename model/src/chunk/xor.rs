@@ -12,6 +12,7 @@
 //! product's storage and wire format, so we own its bytes and its speed.
 
 mod code;
+mod fast;
 mod read;
 
 pub use read::XorIter;
@@ -95,13 +96,8 @@ impl XorChunk {
 
     /// Decodes every sample of an encoded chunk.
     pub fn decode_all(bytes: &[u8]) -> Result<Vec<Sample>> {
-        let it = XorIter::new(bytes);
-        // A forged count must not make us allocate: each sample takes >= 2 bits.
-        let cap = it.remaining().min(bytes.len().saturating_mul(4));
-        let mut out = Vec::with_capacity(cap);
-        for s in it {
-            out.push(s?);
-        }
+        let mut out = Vec::new();
+        XorIter::new(bytes).decode_range_into(i64::MIN, i64::MAX, &mut out)?;
         Ok(out)
     }
 

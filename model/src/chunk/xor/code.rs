@@ -159,9 +159,7 @@ pub(crate) fn read_value(r: &mut BitReader<'_>, st: &mut XorState) -> Result<()>
         return Ok(());
     }
     if ones < 3 && st.len == 0 {
-        return Err(ModelError::CorruptChunk(
-            "value reuses an XOR window before any was defined".to_string(),
-        ));
+        return Err(no_window_error());
     }
     match ones {
         1 => {}
@@ -174,9 +172,7 @@ pub(crate) fn read_value(r: &mut BitReader<'_>, st: &mut XorState) -> Result<()>
             } as u32
                 + 1;
             if len + wtrail > 64 {
-                return Err(ModelError::CorruptChunk(format!(
-                    "XOR window of {len} bits above {wtrail} trailing zeros exceeds 64 bits"
-                )));
+                return Err(keep_window_error(len, wtrail));
             }
             st.lead = 64 - wtrail - len;
             st.len = len;
@@ -185,9 +181,7 @@ pub(crate) fn read_value(r: &mut BitReader<'_>, st: &mut XorState) -> Result<()>
             let head = r.read_bits(12)? as u32;
             let (lead, len) = (head >> 6, (head & 0x3f) + 1);
             if lead + len > 64 {
-                return Err(ModelError::CorruptChunk(format!(
-                    "XOR window of {len} bits after {lead} leading zeros exceeds 64 bits"
-                )));
+                return Err(new_window_error(lead, len));
             }
             st.lead = lead;
             st.len = len;
@@ -196,6 +190,28 @@ pub(crate) fn read_value(r: &mut BitReader<'_>, st: &mut XorState) -> Result<()>
     let bits = r.read_bits(st.len)?;
     st.v ^= bits << (64 - st.lead - st.len);
     Ok(())
+}
+
+/// A `10` or `110` value code before any `111` defined a window.
+#[cold]
+pub(crate) fn no_window_error() -> ModelError {
+    ModelError::CorruptChunk("value reuses an XOR window before any was defined".to_string())
+}
+
+/// A `110` code whose new width does not fit above the kept trailing zeros.
+#[cold]
+pub(crate) fn keep_window_error(len: u32, wtrail: u32) -> ModelError {
+    ModelError::CorruptChunk(format!(
+        "XOR window of {len} bits above {wtrail} trailing zeros exceeds 64 bits"
+    ))
+}
+
+/// A `111` code whose window does not fit in 64 bits.
+#[cold]
+pub(crate) fn new_window_error(lead: u32, len: u32) -> ModelError {
+    ModelError::CorruptChunk(format!(
+        "XOR window of {len} bits after {lead} leading zeros exceeds 64 bits"
+    ))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Decoding side of the XOR chunk: a borrowing, allocation-free iterator.
 
 use super::code::{read_dod, read_value, XorState};
+use super::fast::RangeDecode;
 use super::{parse_header, unzigzag};
 use crate::chunk::bstream::BitReader;
 use crate::error::{ModelError, Result};
@@ -62,25 +63,19 @@ impl<'a> XorIter<'a> {
                 out.push(s);
             }
         }
-        // Then one code shape for all: state in locals, no per-sample dispatch.
-        let Self { mut r, mut st, idx, total, .. } = self;
+        // Then one code shape for all, decoded by the fast loop.
+        let Self { r, st, idx, total, .. } = self;
         // A forged count must not make us allocate: each sample takes >= 2 bits.
         out.reserve(((total - idx) as usize).min(r.bits_left() / 2));
-        for _ in idx..total {
-            st.delta = st.delta.wrapping_add(read_dod(&mut r)?);
-            st.t = st.t.wrapping_add(st.delta);
-            read_value(&mut r, &mut st)?;
-            if st.t > end {
-                break;
-            }
-            if st.t >= start {
-                out.push(Sample {
-                    t: st.t,
-                    v: f64::from_bits(st.v),
-                });
-            }
+        let (body, pos) = r.position();
+        RangeDecode {
+            st,
+            left: total - idx,
+            start,
+            end,
+            out,
         }
-        Ok(())
+        .run(body, pos)
     }
 
     /// Samples the header says are still to come (an upper bound if the body is corrupt).

@@ -1,0 +1,269 @@
+//! The range decode's inner loop, reading wide windows at a bit position.
+//!
+//! [`crate::chunk::bstream::BitReader`] checks and refills its accumulator on
+//! every read. Here a sample usually costs one unaligned 128-bit big-endian
+//! load at its first bit (both codes fit in it), and the common codes (a small delta-of-delta, an unchanged
+//! value, a value inside the current window) are decoded without branching on
+//! the data: the jitter of real scrapes makes those branches unpredictable.
+//!
+//! Loads never leave the slice. The main loop stops [`GUARD`] bytes before its
+//! end; the rest is decoded from a zero-padded copy, where a sample that ends
+//! past the real data is reported as truncation, exactly as the iterator does.
+
+use super::code::{
+    keep_window_error, new_window_error, no_window_error, XorState, DOD_BITS, DOD_OFFSET,
+    DOD_RAW_ONES,
+};
+use crate::error::{ModelError, Result};
+use crate::sample::Sample;
+
+/// Bytes a sample may read beyond the byte it starts in: the longest sample
+/// reads at most 26 (a raw 74-bit delta-of-delta, then a 16-byte load for
+/// the value; a 79-bit new window ends sooner), and a few spare.
+const GUARD: usize = 32;
+
+/// Per number of leading ones of a delta-of-delta code (0..=9), 6 bits each:
+/// bits of sign and magnitude after the terminating zero. Packed into one
+/// word because a shift is quicker than a table load, and the next sample's
+/// position waits on these.
+const DOD_PAYLOAD: u64 = pack_dod_table(0);
+/// Per number of leading ones, packed likewise: magnitude bits.
+const DOD_MAG_BITS: u64 = pack_dod_table(1);
+/// Per number of leading ones, packed likewise: bits the whole code takes.
+const DOD_USED: u64 = pack_dod_table(2);
+/// Per number of leading ones: smallest magnitude of the bucket.
+const DOD_MAG_OFFSET: [u64; 10] = dod_offsets();
+
+const fn pack_dod_table(what: u32) -> u64 {
+    let mut out = 0u64;
+    let mut ones = 0;
+    while ones < 10 {
+        let mag = if ones == 0 { 0 } else { DOD_BITS[ones - 1] };
+        let payload = if ones == 0 { 0 } else { mag + 1 };
+        let v = match what {
+            0 => payload,
+            1 => mag,
+            _ if ones == 0 => 1,
+            _ => ones as u32 + 1 + payload,
+        };
+        assert!(v < 64, "field does not fit 6 bits");
+        out |= (v as u64) << (6 * ones);
+        ones += 1;
+    }
+    out
+}
+
+/// Field `ones` of a table packed by [`pack_dod_table`].
+#[inline(always)]
+fn field(table: u64, ones: u32) -> u32 {
+    ((table >> (6 * ones)) & 63) as u32
+}
+
+const fn dod_offsets() -> [u64; 10] {
+    let mut out = [0u64; 10];
+    let mut ones = 1;
+    while ones < 10 {
+        out[ones] = DOD_OFFSET[ones - 1];
+        ones += 1;
+    }
+    out
+}
+
+/// The 64 bits from bit `pos` of `buf` (at least 57 of them real), or 0
+/// where the load would leave `buf` (the callers' guards rule that out).
+#[inline(always)]
+fn peek(buf: &[u8], pos: usize) -> u64 {
+    let i = pos >> 3;
+    let word: Option<[u8; 8]> = buf.get(i..i + 8).and_then(|b| b.try_into().ok());
+    word.map_or(0, u64::from_be_bytes) << (pos & 7)
+}
+
+/// Reads `n` bits (1..=64) at `*pos`.
+#[inline(always)]
+fn take(buf: &[u8], pos: &mut usize, n: u32) -> u64 {
+    if n <= 56 {
+        let v = peek(buf, *pos) >> (64 - n);
+        *pos += n as usize;
+        return v;
+    }
+    let hi = peek(buf, *pos) >> (64 - (n - 32));
+    *pos += (n - 32) as usize;
+    let lo = peek(buf, *pos) >> 32;
+    *pos += 32;
+    (hi << 32) | lo
+}
+
+/// The 128 bits from bit `pos` of `buf` (at least 121 of them real), or 0
+/// where the load would leave `buf`.
+#[inline(always)]
+fn peek128(buf: &[u8], pos: usize) -> u128 {
+    let i = pos >> 3;
+    let word: Option<[u8; 16]> = buf.get(i..i + 16).and_then(|b| b.try_into().ok());
+    word.map_or(0, u128::from_be_bytes) << (pos & 7)
+}
+
+/// Decodes one sample's delta-of-delta and value at `*pos`, updating `st`.
+///
+/// Both codes usually come out of one 128-bit load: the value's load would
+/// otherwise wait for the delta-of-delta's length.
+#[inline(always)]
+fn sample(buf: &[u8], pos: &mut usize, st: &mut XorState) -> Result<()> {
+    let x = peek128(buf, *pos);
+    let w = (x >> 64) as u64;
+    let ones = (!w).leading_zeros();
+    if ones >= DOD_RAW_ONES {
+        *pos += DOD_RAW_ONES as usize;
+        st.delta = st.delta.wrapping_add(take(buf, pos, 64) as i64);
+        st.t = st.t.wrapping_add(st.delta);
+        return value((peek128(buf, *pos) >> 64) as u64, buf, pos, st);
+    }
+    let k = ones as usize;
+    // Sign and magnitude right after the zero; nothing at all for ones == 0.
+    let raw = ((w << (ones + 1)) >> 1) >> (63 - field(DOD_PAYLOAD, ones));
+    let bits = field(DOD_MAG_BITS, ones);
+    let mag = (raw & ((1u64 << bits) - 1)) + DOD_MAG_OFFSET[k];
+    let neg = (raw >> bits) & 1;
+    let dod = ((mag ^ neg.wrapping_neg()).wrapping_add(neg)) as i64;
+    st.delta = st.delta.wrapping_add(dod);
+    st.t = st.t.wrapping_add(st.delta);
+    // At most 45 bits used of at least 121: the next 64 are all real.
+    let used = field(DOD_USED, ones);
+    *pos += used as usize;
+    value(((x << used) >> 64) as u64, buf, pos, st)
+}
+
+/// Decodes one value code at `*pos`, whose next 64 bits are `w`, into `st`.
+#[inline(always)]
+fn value(w: u64, buf: &[u8], pos: &mut usize, st: &mut XorState) -> Result<()> {
+    if w >> 62 != 0b11 {
+        // `0` (unchanged) or `10` + the current window's bits.
+        let change = w >> 63;
+        let len = st.len;
+        // No window yet, or one too wide for `w` (`len - 1` wraps for 0).
+        if (change == 1) & (len.wrapping_sub(1) > 61) {
+            if len == 0 {
+                return Err(no_window_error());
+            }
+            *pos += 2;
+            st.v ^= take(buf, pos, len) << (64 - st.lead - len);
+            return Ok(());
+        }
+        // Unchanged values compute bits too and mask them out; `min` keeps
+        // the shifts in range for those (their window may be wider).
+        let l = len.min(62);
+        let bits = ((w << 2) >> 1) >> (63 - l);
+        let mask = change.wrapping_neg();
+        st.v ^= bits.wrapping_shl(64 - st.lead - l) & mask;
+        *pos += (1 + ((1 + u64::from(len)) & mask)) as usize;
+        return Ok(());
+    }
+    if (w >> 61) & 1 == 0 {
+        // `110`: keep the trailing edge, new width.
+        if st.len == 0 {
+            return Err(no_window_error());
+        }
+        let wtrail = 64 - st.lead - st.len;
+        let (len, used) = if (w >> 60) & 1 == 1 {
+            (((w << 4) >> 58) as u32 + 1, 10)
+        } else {
+            (((w << 4) >> 61) as u32 + 1, 7)
+        };
+        if len + wtrail > 64 {
+            return Err(keep_window_error(len, wtrail));
+        }
+        st.lead = 64 - wtrail - len;
+        st.len = len;
+        *pos += used;
+    } else {
+        // `111`: a new window.
+        let head = ((w << 3) >> 52) as u32;
+        let (lead, len) = (head >> 6, (head & 0x3f) + 1);
+        if lead + len > 64 {
+            return Err(new_window_error(lead, len));
+        }
+        st.lead = lead;
+        st.len = len;
+        *pos += 15;
+    }
+    st.v ^= take(buf, pos, st.len) << (64 - st.lead - st.len);
+    Ok(())
+}
+
+/// Where a run of samples stopped.
+enum Stop {
+    /// All samples decoded, or one after the range's end reached.
+    Done,
+    /// The guard was reached; samples remain.
+    Guard,
+}
+
+/// The samples still to decode and the range they are filtered to.
+pub(super) struct RangeDecode<'o> {
+    /// Decoder state after the last decoded sample.
+    pub(super) st: XorState,
+    /// Samples left.
+    pub(super) left: u32,
+    /// First timestamp kept.
+    pub(super) start: i64,
+    /// Last timestamp wanted.
+    pub(super) end: i64,
+    /// Where kept samples go.
+    pub(super) out: &'o mut Vec<Sample>,
+}
+
+impl RangeDecode<'_> {
+    /// Decodes the remaining samples of `body`, starting at bit `pos`.
+    pub(super) fn run(mut self, body: &[u8], pos: usize) -> Result<()> {
+        let mut pos = pos;
+        if let Stop::Done = self.span(body, &mut pos, body.len(), usize::MAX)? {
+            return Ok(());
+        }
+        // Fewer than GUARD bytes left: continue in a zero-padded copy.
+        let tail = body.get(pos >> 3..).unwrap_or_default();
+        let mut padded = [0u8; 2 * GUARD + 8];
+        let Some(dst) = padded.get_mut(..tail.len()) else {
+            return Err(truncated(tail.len() * 8)); // unreachable: the guard stopped the loop
+        };
+        dst.copy_from_slice(tail);
+        let mut pos = pos & 7;
+        self.span(&padded, &mut pos, usize::MAX, tail.len() * 8)?;
+        Ok(())
+    }
+
+    /// Decodes while samples remain and each starts at least [`GUARD`] bytes
+    /// before `guard_end`; a sample that ends past bit `real_bits` is an error.
+    #[inline(always)]
+    fn span(&mut self, buf: &[u8], pos: &mut usize, guard_end: usize, real_bits: usize) -> Result<Stop> {
+        let st = &mut self.st;
+        while self.left > 0 {
+            if (*pos >> 3).saturating_add(GUARD) > guard_end {
+                return Ok(Stop::Guard);
+            }
+            sample(buf, pos, st)?;
+            if *pos > real_bits {
+                return Err(truncated(real_bits));
+            }
+            self.left -= 1;
+            if st.t > self.end {
+                return Ok(Stop::Done);
+            }
+            if st.t >= self.start {
+                self.out.push(Sample {
+                    t: st.t,
+                    v: f64::from_bits(st.v),
+                });
+            }
+        }
+        Ok(Stop::Done)
+    }
+}
+
+/// The error of a sample that runs past the last of a chunk's bytes.
+#[cold]
+#[inline(never)]
+fn truncated(real_bits: usize) -> ModelError {
+    ModelError::CorruptChunk(format!(
+        "unexpected end of data: a sample runs past the last {real_bits} bits"
+    ))
+}
+
