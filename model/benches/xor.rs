@@ -6,7 +6,7 @@
 use aion_model::chunk::testdata::{
     realistic_mix, size_report, Jitter, MixSeries, SAMPLES_PER_CHUNK,
 };
-use aion_model::chunk::XorChunk;
+use aion_model::chunk::{decode_chunks_range_into, XorChunk};
 use aion_model::Sample;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
@@ -67,6 +67,18 @@ fn decode_range_all(chunks: &[XorChunk], buf: &mut Vec<Sample>) -> usize {
     n
 }
 
+/// The same, two chunks at a time (each series' chunks in one call).
+fn decode_range_pairs(chunks: &[XorChunk], buf: &mut Vec<Sample>) -> usize {
+    let mut n = 0;
+    for pair in chunks.chunks(2) {
+        buf.clear();
+        if decode_chunks_range_into(pair.iter().map(XorChunk::bytes), i64::MIN, i64::MAX, buf).is_ok() {
+            n += buf.len();
+        }
+    }
+    n
+}
+
 fn bench_xor(c: &mut Criterion) {
     let realistic = mix(Jitter::Realistic);
     let harsh = mix(Jitter::Uniform(3));
@@ -88,10 +100,25 @@ fn bench_xor(c: &mut Criterion) {
     let range = cpu_ns_per_sample(samples, 50, || {
         black_box(decode_range_all(&chunks, &mut buf));
     });
-    if let (Some(enc), Some(dec), Some(range)) = (enc, dec, range) {
+    // Timestamps at exact intervals (remote-write replays, synthetic loads):
+    // every delta-of-delta is zero.
+    let regular = encode_all(&mix(Jitter::Uniform(0)));
+    let range_regular = cpu_ns_per_sample(samples, 50, || {
+        black_box(decode_range_all(&regular, &mut buf));
+    });
+    let pairs = cpu_ns_per_sample(samples, 50, || {
+        black_box(decode_range_pairs(&chunks, &mut buf));
+    });
+    let pairs_regular = cpu_ns_per_sample(samples, 50, || {
+        black_box(decode_range_pairs(&regular, &mut buf));
+    });
+    if let (Some(enc), Some(dec), Some(range), Some(regular), Some(pairs), Some(pairs_regular)) =
+        (enc, dec, range, range_regular, pairs, pairs_regular)
+    {
         println!(
             "CPU time: encode {enc:.1} ns/sample ({:.0} M samples/s), decode {dec:.1} ns/sample ({:.0} M samples/s), \
-             range decode {range:.1} ns/sample\n",
+             range decode {range:.1} ns/sample ({regular:.1} with exact intervals), \
+             two chunks at a time {pairs:.1} ({pairs_regular:.1})\n",
             1e3 / enc,
             1e3 / dec
         );

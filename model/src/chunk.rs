@@ -9,4 +9,4 @@ pub mod testdata;
 pub mod xor;
 
 pub use series::ChunkSeries;
-pub use xor::{XorChunk, XorIter};
+pub use xor::{decode_chunks_range_into, XorChunk, XorIter};

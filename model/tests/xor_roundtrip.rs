@@ -1,7 +1,7 @@
 //! Property tests of the XOR chunk codec: exact round trips for any timestamps
 //! and any float bit patterns, and no panics or endless loops on any bytes.
 
-use aion_model::chunk::{XorChunk, XorIter};
+use aion_model::chunk::{decode_chunks_range_into, XorChunk, XorIter};
 use aion_model::sample::{Sample, STALE_NAN_BITS};
 use aion_model::ModelError;
 use proptest::prelude::*;
@@ -177,6 +177,27 @@ fn decode_everything(bytes: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Decoding several chunks two at a time keeps what decoding them one after
+/// another keeps, and reports the same first corrupt chunk.
+fn check_chunks_decode(chunks: &[Vec<u8>], start: i64, end: i64) -> Result<(), TestCaseError> {
+    let mut want = Vec::new();
+    let mut want_err = None;
+    for (i, c) in chunks.iter().enumerate() {
+        if XorIter::new(c).decode_range_into(start, end, &mut want).is_err() {
+            want_err = Some(i);
+            break;
+        }
+    }
+    let mut got = Vec::new();
+    let res = decode_chunks_range_into(chunks.iter().map(Vec::as_slice), start, end, &mut got);
+    prop_assert_eq!(res.err().map(|(i, _)| i), want_err);
+    prop_assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        prop_assert!(g.bit_eq(w), "{:?} != {:?}", g, w);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -245,5 +266,36 @@ proptest! {
         decode_everything(&bytes)?;
         let len = cut.index(bytes.len() + 1);
         decode_everything(&bytes[..len])?;
+    }
+
+    #[test]
+    fn chunks_decode_two_at_a_time_like_one_by_one(
+        ts in increasing_ts(400),
+        vs in value_series(400),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+        damage in prop::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>(), any::<u8>())),
+        range in (any::<prop::sample::Index>(), any::<prop::sample::Index>()),
+    ) {
+        let n = ts.len().min(vs.len());
+        let mut bounds: Vec<usize> = cuts.iter().map(|c| c.index(n + 1)).collect();
+        bounds.extend([0, n]);
+        bounds.sort_unstable();
+        let mut chunks: Vec<Vec<u8>> = bounds
+            .windows(2)
+            .map(|w| encode(&ts[w[0]..w[1]], &vs[w[0]..w[1]]).into_bytes())
+            .collect();
+        if let Some((which, at, mask)) = damage {
+            let c = which.get_mut(&mut chunks);
+            let len = at.index(c.len() + 1);
+            c.truncate(len.max(1));
+            if let Some(b) = c.last_mut() {
+                *b ^= mask;
+            }
+        }
+        check_chunks_decode(&chunks, i64::MIN, i64::MAX)?;
+        if n > 0 {
+            let (a, b) = (ts[range.0.index(n)], ts[range.1.index(n)]);
+            check_chunks_decode(&chunks, a.min(b), a.max(b))?;
+        }
     }
 }

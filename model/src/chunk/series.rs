@@ -6,7 +6,7 @@
 //! query-sized sample vector is ever materialised, and the samples are
 //! consumed while they are still in cache.
 
-use crate::chunk::XorIter;
+use crate::chunk::{decode_chunks_range_into, XorIter};
 use crate::error::{ModelError, Result};
 use crate::labels::Labels;
 use crate::sample::Sample;
@@ -67,15 +67,13 @@ impl ChunkSeries {
     /// are the same sample, so one of each is kept.
     pub fn decode_into(&self, out: &mut Vec<Sample>) -> Result<()> {
         out.clear();
-        for (i, chunk) in self.chunks().enumerate() {
-            XorIter::new(chunk).decode_range_into(self.start, self.end, out).map_err(|e| {
-                let why = match e {
-                    ModelError::CorruptChunk(why) => why,
-                    other => other.to_string(),
-                };
-                ModelError::CorruptChunk(format!("chunk {i} of series {}: {why}", self.labels))
-            })?;
-        }
+        decode_chunks_range_into(self.chunks(), self.start, self.end, out).map_err(|(i, e)| {
+            let why = match e {
+                ModelError::CorruptChunk(why) => why,
+                other => other.to_string(),
+            };
+            ModelError::CorruptChunk(format!("chunk {i} of series {}: {why}", self.labels))
+        })?;
         if !out.windows(2).all(|w| w[0].t < w[1].t) {
             out.sort_by_key(|s| s.t);
             out.dedup_by_key(|s| s.t);

@@ -15,7 +15,7 @@ mod code;
 mod fast;
 mod read;
 
-pub use read::XorIter;
+pub use read::{decode_chunks_range_into, XorIter};
 
 use crate::chunk::bstream::BitWriter;
 use crate::error::{ModelError, Result};

@@ -9,7 +9,7 @@ use crate::keys::{
     block_start, chunk_key, chunk_prefix, parse_chunk_key, prefix_upper_bound, span_start,
     ts_bytes, CF_CHUNKS, VALUE_VERSION,
 };
-use aion_model::chunk::{ChunkSeries, XorIter};
+use aion_model::chunk::{decode_chunks_range_into, ChunkSeries, XorIter};
 use aion_model::labels::Labels;
 use aion_model::sample::Sample;
 use aion_model::storage::SelectHints;
@@ -20,17 +20,6 @@ use std::collections::HashMap;
 struct StoredChunk {
     mint: i64,
     bytes: Vec<u8>,
-}
-
-fn decode_chunk(
-    bytes: &[u8],
-    what: impl Fn() -> String,
-    hints: &SelectHints,
-    out: &mut Vec<Sample>,
-) -> Result<()> {
-    XorIter::new(bytes)
-        .decode_range_into(hints.start, hints.end, out)
-        .map_err(|e| IngesterError::corrupt(what(), e.to_string()))
 }
 
 /// Keys of other series stepped over before seeking to the next wanted one
@@ -56,13 +45,11 @@ fn decode_series(c: &Candidate, stored: &[StoredChunk], hints: &SelectHints) -> 
         .collect();
     let capacity = all.iter().map(|(_, b, _)| XorIter::new(b).remaining()).sum();
     let mut samples = Vec::with_capacity(capacity);
-    for (mint, bytes, open) in all {
-        let what = || {
-            let kind = if open { "open chunk" } else { "chunk" };
-            format!("{kind} of series {} at {mint}", c.r)
-        };
-        decode_chunk(bytes, what, hints, &mut samples)?;
-    }
+    decode_chunks_range_into(all.iter().map(|(_, b, _)| *b), hints.start, hints.end, &mut samples).map_err(|(i, e)| {
+        let (mint, open) = all.get(i).map_or((0, false), |(m, _, open)| (*m, *open));
+        let kind = if open { "open chunk" } else { "chunk" };
+        IngesterError::corrupt(format!("{kind} of series {} at {mint}", c.r), e.to_string())
+    })?;
     merge_overlaps(&mut samples);
     Ok(samples)
 }

@@ -211,11 +211,21 @@ pub(super) struct RangeDecode<'o> {
     pub(super) out: &'o mut Vec<Sample>,
 }
 
-impl RangeDecode<'_> {
-    /// Decodes the remaining samples of `body`, starting at bit `pos`.
-    pub(super) fn run(mut self, body: &[u8], pos: usize) -> Result<()> {
-        let mut pos = pos;
-        if let Stop::Done = self.span(body, &mut pos, body.len(), usize::MAX)? {
+/// A range decode under way: what is left, over which bytes, from which bit.
+pub(super) struct Cursor<'b, 'o> {
+    /// State, samples left, range and output.
+    pub(super) dec: RangeDecode<'o>,
+    /// The chunk's body.
+    pub(super) body: &'b [u8],
+    /// Bit position of the next sample in `body`.
+    pub(super) pos: usize,
+}
+
+impl Cursor<'_, '_> {
+    /// Decodes the remaining samples.
+    pub(super) fn run(self) -> Result<()> {
+        let Cursor { mut dec, body, mut pos } = self;
+        if let Stop::Done = dec.span(body, &mut pos, body.len(), usize::MAX)? {
             return Ok(());
         }
         // Fewer than GUARD bytes left: continue in a zero-padded copy.
@@ -226,9 +236,54 @@ impl RangeDecode<'_> {
         };
         dst.copy_from_slice(tail);
         let mut pos = pos & 7;
-        self.span(&padded, &mut pos, usize::MAX, tail.len() * 8)?;
+        dec.span(&padded, &mut pos, usize::MAX, tail.len() * 8)?;
         Ok(())
     }
+
+    /// Decodes two chunks' remaining samples, alternating one sample of
+    /// each while both are well inside their bytes: two independent chains
+    /// of dependent loads and shifts overlap in the CPU. Each then finishes
+    /// alone. The results are each chunk's own.
+    pub(super) fn run_pair(mut a: Self, mut b: Self) -> (Result<()>, Result<()>) {
+        let (mut ra, mut rb) = (None, None);
+        while ra.is_none() && rb.is_none() && a.clear_of_end() && b.clear_of_end() {
+            ra = a.step().transpose();
+            rb = b.step().transpose();
+        }
+        let ra = ra.unwrap_or_else(|| a.run());
+        let rb = rb.unwrap_or_else(|| b.run());
+        (ra, rb)
+    }
+
+    /// True while a whole sample can be read without nearing the body's end.
+    #[inline(always)]
+    fn clear_of_end(&self) -> bool {
+        self.dec.left > 0 && (self.pos >> 3) + GUARD <= self.body.len()
+    }
+
+    /// Decodes one sample (the body must be [`Self::clear_of_end`]):
+    /// `None` while more are wanted, `Some(())` once done.
+    #[inline(always)]
+    fn step(&mut self) -> Result<Option<()>> {
+        let dec = &mut self.dec;
+        sample(self.body, &mut self.pos, &mut dec.st)?;
+        dec.left -= 1;
+        let st = &dec.st;
+        if st.t > dec.end {
+            dec.left = 0;
+            return Ok(Some(()));
+        }
+        if st.t >= dec.start {
+            dec.out.push(Sample {
+                t: st.t,
+                v: f64::from_bits(st.v),
+            });
+        }
+        Ok((dec.left == 0).then_some(()))
+    }
+}
+
+impl RangeDecode<'_> {
 
     /// Decodes while samples remain and each starts at least [`GUARD`] bytes
     /// before `guard_end`; a sample that ends past bit `real_bits` is an error.

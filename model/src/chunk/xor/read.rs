@@ -1,11 +1,12 @@
 //! Decoding side of the XOR chunk: a borrowing, allocation-free iterator.
 
 use super::code::{read_dod, read_value, XorState};
-use super::fast::RangeDecode;
+use super::fast::{Cursor, RangeDecode};
 use super::{parse_header, unzigzag};
 use crate::chunk::bstream::BitReader;
 use crate::error::{ModelError, Result};
 use crate::sample::Sample;
+use std::cell::RefCell;
 use std::iter::FusedIterator;
 
 /// Iterator over a chunk's samples.
@@ -45,37 +46,44 @@ impl<'a> XorIter<'a> {
     /// Decodes the remaining samples with `start <= t <= end` into `out`,
     /// stopping at the first sample after `end`. Same samples and errors as
     /// iterating, in one tight loop (the query read path's hot spot).
-    pub fn decode_range_into(mut self, start: i64, end: i64, out: &mut Vec<Sample>) -> Result<()> {
+    pub fn decode_range_into(self, start: i64, end: i64, out: &mut Vec<Sample>) -> Result<()> {
+        match self.into_cursor(start, end, out)? {
+            Some(c) => c.run(),
+            None => Ok(()),
+        }
+    }
+
+    /// Decodes the first two samples (they have codes of their own) and
+    /// hands the rest to the fast loop; `None` when nothing is left to do.
+    fn into_cursor<'o>(mut self, start: i64, end: i64, out: &'o mut Vec<Sample>) -> Result<Option<Cursor<'a, 'o>>> {
         if let Some(e) = self.pending.take() {
             return Err(e);
         }
         if self.done {
-            return Ok(());
+            return Ok(None);
         }
-        // The first two samples have codes of their own.
         while self.idx < self.total.min(2) {
             let s = self.decode_next()?;
             self.idx += 1;
             if s.t > end {
-                return Ok(());
+                return Ok(None);
             }
             if s.t >= start {
                 out.push(s);
             }
         }
-        // Then one code shape for all, decoded by the fast loop.
         let Self { r, st, idx, total, .. } = self;
         // A forged count must not make us allocate: each sample takes >= 2 bits.
         out.reserve(((total - idx) as usize).min(r.bits_left() / 2));
         let (body, pos) = r.position();
-        RangeDecode {
+        let dec = RangeDecode {
             st,
             left: total - idx,
             start,
             end,
             out,
-        }
-        .run(body, pos)
+        };
+        Ok(Some(Cursor { dec, body, pos }))
     }
 
     /// Samples the header says are still to come (an upper bound if the body is corrupt).
@@ -171,3 +179,54 @@ impl Iterator for XorIter<'_> {
 }
 
 impl FusedIterator for XorIter<'_> {}
+
+/// Decodes the samples with `start <= t <= end` of `chunks`, in order, into
+/// `out`: the same as [`XorIter::decode_range_into`] on each in turn, but
+/// two chunks at a time, so that one chunk's decode runs while the other
+/// waits on its loads (each alone is a chain of dependent steps).
+///
+/// On a corrupt chunk: its index and error; `out` then holds the samples of
+/// the chunks before it and those of it before the damage.
+pub fn decode_chunks_range_into<'c>(
+    chunks: impl IntoIterator<Item = &'c [u8]>,
+    start: i64,
+    end: i64,
+    out: &mut Vec<Sample>,
+) -> std::result::Result<(), (usize, ModelError)> {
+    thread_local! {
+        /// The second chunk's samples of a pair, kept between calls.
+        static SCRATCH: RefCell<Vec<Sample>> = const { RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => decode_pairs(chunks, start, end, out, &mut scratch),
+        // Only a re-entrant call (none today) finds it taken.
+        Err(_) => decode_pairs(chunks, start, end, out, &mut Vec::new()),
+    })
+}
+
+/// [`decode_chunks_range_into`] with an explicit buffer for second chunks.
+fn decode_pairs<'c>(
+    chunks: impl IntoIterator<Item = &'c [u8]>,
+    start: i64,
+    end: i64,
+    out: &mut Vec<Sample>,
+    scratch: &mut Vec<Sample>,
+) -> std::result::Result<(), (usize, ModelError)> {
+    let mut chunks = chunks.into_iter().enumerate();
+    while let Some((i, first)) = chunks.next() {
+        let Some((j, second)) = chunks.next() else {
+            return XorIter::new(first).decode_range_into(start, end, out).map_err(|e| (i, e));
+        };
+        scratch.clear();
+        let a = XorIter::new(first).into_cursor(start, end, out).map_err(|e| (i, e))?;
+        let b = XorIter::new(second).into_cursor(start, end, scratch);
+        let (ra, rb) = match (a, b) {
+            (Some(a), Ok(Some(b))) => Cursor::run_pair(a, b),
+            (a, b) => (a.map_or(Ok(()), Cursor::run), b.and_then(|b| b.map_or(Ok(()), Cursor::run))),
+        };
+        ra.map_err(|e| (i, e))?;
+        out.extend_from_slice(scratch);
+        rb.map_err(|e| (j, e))?;
+    }
+    Ok(())
+}
