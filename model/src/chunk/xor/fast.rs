@@ -110,6 +110,11 @@ fn peek128(buf: &[u8], pos: usize) -> u128 {
 fn sample(buf: &[u8], pos: &mut usize, st: &mut XorState) -> Result<()> {
     let x = peek128(buf, *pos);
     let w = (x >> 64) as u64;
+    if w >> 63 == 0 {
+        st.t = st.t.wrapping_add(st.delta);
+        *pos += 1;
+        return value(((x << 1) >> 64) as u64, buf, pos, st);
+    }
     let ones = (!w).leading_zeros();
     if ones >= DOD_RAW_ONES {
         *pos += DOD_RAW_ONES as usize;
