@@ -108,6 +108,15 @@ fn peek128(buf: &[u8], pos: usize) -> u128 {
 /// otherwise wait for the delta-of-delta's length.
 #[inline(always)]
 fn sample(buf: &[u8], pos: &mut usize, st: &mut XorState) -> Result<()> {
+    // The most common sample, a regular scrape: a zero delta-of-delta, then
+    // a value whose window (at most 54 bits) fits the 56 real bits left of
+    // one 64-bit load.
+    let w = peek(buf, *pos);
+    if w >> 63 == 0 && st.len <= 54 {
+        st.t = st.t.wrapping_add(st.delta);
+        *pos += 1;
+        return value(w << 1, buf, pos, st);
+    }
     let x = peek128(buf, *pos);
     let w = (x >> 64) as u64;
     if w >> 63 == 0 {
@@ -137,7 +146,9 @@ fn sample(buf: &[u8], pos: &mut usize, st: &mut XorState) -> Result<()> {
     value(((x << used) >> 64) as u64, buf, pos, st)
 }
 
-/// Decodes one value code at `*pos`, whose next 64 bits are `w`, into `st`.
+/// Decodes one value code at `*pos` into `st`. `w` holds the bits from
+/// `*pos` on, real for at least `2 + min(st.len, 62)` of them (a `10`
+/// code's payload is taken from it; longer codes load again).
 #[inline(always)]
 fn value(w: u64, buf: &[u8], pos: &mut usize, st: &mut XorState) -> Result<()> {
     if w >> 62 != 0b11 {
