@@ -7,7 +7,7 @@
 //! added in input order, so every step sums in the same order as the
 //! unfused evaluation and results are bit-identical.
 
-use super::aggregate::{group_key, Acc};
+use super::aggregate::group_key;
 use super::call_range::{is_range_function, resolve_kernel, KernelArgs, WindowSweep};
 use super::selector::{decode_points, ext_mode, RangeInput};
 use super::{Evaluator, Ser, Val};
@@ -19,7 +19,10 @@ use promql_parser::parser::token::*;
 use promql_parser::parser::{AggregateExpr, Call, Expr, MatrixSelector};
 use std::collections::HashMap;
 
+mod cells;
 mod pair;
+
+use cells::StepCells;
 
 pub(crate) use pair::shares_read;
 
@@ -67,7 +70,7 @@ impl GroupSweep<'_> {
         M: Fn(&[Sample]) -> K,
         K: FnMut(&[Sample], &KernelArgs) -> Result<Option<f64>, EngineError>,
     {
-        let mut cells: Vec<Option<Acc>> = (0..self.sweep.steps).map(|_| None).collect();
+        let mut cells = StepCells::new(self.op, self.sweep.steps);
         let mut out = Folded { first: (usize::MAX, usize::MAX), drop_name: false, points: Vec::new(), decoded: 0, present: Vec::new() };
         for &si in members {
             let pts: &[Sample] = match self.encoded.get(si).and_then(Option::as_ref) {
@@ -78,13 +81,9 @@ impl GroupSweep<'_> {
                 None => &self.series[si].points,
             };
             let mut first_step = None;
-            let op = self.op;
             self.sweep.each(pts, &mut make(pts), |i, _, v| {
                 first_step.get_or_insert(i);
-                match &mut cells[i] {
-                    Some(acc) => acc.add(v),
-                    cell => *cell = Some(Acc::new(op, v)),
-                }
+                cells.add(i, v);
             })?;
             if let Some(step) = first_step {
                 out.first = out.first.min((step, si));
@@ -92,12 +91,7 @@ impl GroupSweep<'_> {
                 out.present.push(si);
             }
         }
-        let (start, interval) = (self.sweep.start, self.sweep.interval);
-        out.points = cells
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.as_ref().map(|acc| Sample { t: start + i as i64 * interval, v: acc.value() }))
-            .collect();
+        out.points = cells.points(self.sweep.start, self.sweep.interval);
         Ok(out)
     }
 

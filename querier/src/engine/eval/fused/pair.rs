@@ -11,8 +11,8 @@
 
 use super::super::selector::{decode_points, matcher_sets};
 use super::super::{Evaluator, Val};
+use super::cells::StepCells;
 use super::{fusable_shape, group_members, sweep_work, too_few_groups, unwrap_parens, Folded, GroupSweep};
-use crate::engine::eval::aggregate::Acc;
 use crate::engine::eval::call_range::{resolve_kernel, KernelArgs, WindowSweep};
 use crate::engine::functions::range as k;
 use crate::engine::EngineError;
@@ -92,10 +92,9 @@ impl GroupSweep<'_> {
         K: FnMut(&[Sample], &KernelArgs) -> Result<Option<f64>, EngineError>,
     {
         let steps = self.sweep.steps;
-        let mut cells: [Vec<Option<Acc>>; 2] = [(0..steps).map(|_| None).collect(), (0..steps).map(|_| None).collect()];
+        let mut cells = [StepCells::new(self.op, steps), StepCells::new(other_op, steps)];
         let empty = || Folded { first: (usize::MAX, usize::MAX), drop_name: false, points: Vec::new(), decoded: 0, present: Vec::new() };
         let mut out = [empty(), empty()];
-        let ops = [self.op, other_op];
         for &si in members {
             let (pts, decoded): (&[Sample], usize) = match self.encoded.get(si).and_then(Option::as_ref) {
                 Some(c) => {
@@ -108,11 +107,8 @@ impl GroupSweep<'_> {
             let mut first_step = None;
             self.sweep.each(pts, &mut make(pts), |i, _, v| {
                 first_step.get_or_insert(i);
-                for side in 0..sides {
-                    match &mut cells[side][i] {
-                        Some(acc) => acc.add(v),
-                        cell => *cell = Some(Acc::new(ops[side], v)),
-                    }
+                for side in cells.iter_mut().take(sides) {
+                    side.add(i, v);
                 }
             })?;
             for o in out.iter_mut().take(sides) {
@@ -124,13 +120,8 @@ impl GroupSweep<'_> {
                 }
             }
         }
-        let (start, interval) = (self.sweep.start, self.sweep.interval);
         for (o, c) in out.iter_mut().zip(&cells) {
-            o.points = c
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| c.as_ref().map(|acc| Sample { t: start + i as i64 * interval, v: acc.value() }))
-                .collect();
+            o.points = c.points(self.sweep.start, self.sweep.interval);
         }
         let [base, other] = out;
         Ok(PairFolded { base, other })
