@@ -281,48 +281,45 @@ impl Cursor<'_, '_> {
     /// `None` while more are wanted, `Some(())` once done.
     #[inline(always)]
     fn step(&mut self) -> Result<Option<()>> {
-        let dec = &mut self.dec;
-        sample(self.body, &mut self.pos, &mut dec.st)?;
-        dec.left -= 1;
-        let st = &dec.st;
-        if st.t > dec.end {
-            dec.left = 0;
-            return Ok(Some(()));
-        }
-        if st.t >= dec.start {
-            dec.out.push(Sample {
-                t: st.t,
-                v: f64::from_bits(st.v),
-            });
-        }
-        Ok((dec.left == 0).then_some(()))
+        sample(self.body, &mut self.pos, &mut self.dec.st)?;
+        Ok((!self.dec.keep()).then_some(()))
     }
 }
 
 impl RangeDecode<'_> {
+    /// Counts the sample just decoded and keeps it when it is in the range;
+    /// false once no more are wanted (it was after the range, or the last).
+    #[inline(always)]
+    fn keep(&mut self) -> bool {
+        self.left -= 1;
+        let st = &self.st;
+        if st.t > self.end {
+            self.left = 0;
+            return false;
+        }
+        if st.t >= self.start {
+            self.out.push(Sample {
+                t: st.t,
+                v: f64::from_bits(st.v),
+            });
+        }
+        self.left > 0
+    }
 
     /// Decodes while samples remain and each starts at least [`GUARD`] bytes
     /// before `guard_end`; a sample that ends past bit `real_bits` is an error.
     #[inline(always)]
     fn span(&mut self, buf: &[u8], pos: &mut usize, guard_end: usize, real_bits: usize) -> Result<Stop> {
-        let st = &mut self.st;
         while self.left > 0 {
             if (*pos >> 3).saturating_add(GUARD) > guard_end {
                 return Ok(Stop::Guard);
             }
-            sample(buf, pos, st)?;
+            sample(buf, pos, &mut self.st)?;
             if *pos > real_bits {
                 return Err(truncated(real_bits));
             }
-            self.left -= 1;
-            if st.t > self.end {
-                return Ok(Stop::Done);
-            }
-            if st.t >= self.start {
-                self.out.push(Sample {
-                    t: st.t,
-                    v: f64::from_bits(st.v),
-                });
+            if !self.keep() {
+                break;
             }
         }
         Ok(Stop::Done)
