@@ -28,6 +28,10 @@ pub fn avg_over_time(samples: &[Sample]) -> Option<f64> {
 // Indexes, not iterators: the point is the same position across the lanes.
 #[allow(clippy::needless_range_loop)]
 pub fn avg_over_time_many(samples: &[Sample], windows: &[(usize, usize)], out: &mut Vec<f64>) {
+    if exact_integer_sums(samples) {
+        sliding_integer_avg(samples, windows, out);
+        return;
+    }
     const LANES: usize = 4;
     let mut groups = windows.chunks_exact(LANES);
     for g in groups.by_ref() {
@@ -58,6 +62,40 @@ pub fn avg_over_time_many(samples: &[Sample], windows: &[(usize, usize)], out: &
     }
     for &(lo, hi) in groups.remainder() {
         out.push(avg_over_time(&samples[lo..hi]).unwrap_or(f64::NAN));
+    }
+}
+
+/// True when every value is an integer so small that any sum of them is an
+/// exact integer below 2^53 in magnitude (counters, byte gauges): each
+/// addition is then exact, compensation adds +0 at every step, and every
+/// order of summing gives the same sum.
+fn exact_integer_sums(samples: &[Sample]) -> bool {
+    let bound = (1u64 << 53) as f64 / samples.len().max(1) as f64;
+    samples.iter().all(|s| s.v == s.v.trunc() && s.v.abs() < bound)
+}
+
+/// [`avg_over_time_many`] of an [`exact_integer_sums`] series: each window's
+/// sum slides from the previous window's (adding what enters, subtracting
+/// what leaves: exact), and the mean is formed as [`avg_over_time`] forms it,
+/// `sum / n + c / n` with the compensation `c` = +0. Same bits as summing
+/// every window afresh, in O(1) per window instead of O(window).
+fn sliding_integer_avg(samples: &[Sample], windows: &[(usize, usize)], out: &mut Vec<f64>) {
+    let (mut lo, mut hi, mut sum) = (0usize, 0usize, 0.0f64);
+    for &(wlo, whi) in windows {
+        if wlo < lo || whi < hi {
+            // Not a forward slide (an `@` window repeats): start over.
+            (lo, hi, sum) = (wlo, wlo, 0.0);
+        }
+        for s in samples.get(hi..whi).unwrap_or_default() {
+            sum += s.v;
+        }
+        hi = hi.max(whi);
+        for s in samples.get(lo..wlo).unwrap_or_default() {
+            sum -= s.v;
+        }
+        lo = lo.max(wlo);
+        let n = (whi - wlo) as f64;
+        out.push(sum / n + 0.0 / n);
     }
 }
 
@@ -226,6 +264,51 @@ mod tests {
 
     fn same(a: Option<f64>, b: f64) -> bool {
         matches!(a, Some(a) if (a.is_nan() && b.is_nan()) || a == b || ((a - b) / b).abs() < 1e-9)
+    }
+
+    #[test]
+    fn integer_series_slide_to_the_same_bits_as_one_window_at_a_time() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // Counters, gauges crossing zero, -0, and values near the bound
+        // (2^53 / 400 ≈ 2.25e13) that make rounding likely were it not exact.
+        let kinds: [fn(u64, usize) -> f64; 4] = [
+            |r, i| (i * 7 + (r % 5) as usize) as f64,
+            |r, _| (r % 2001) as f64 - 1000.0,
+            |r, i| if i % 3 == 0 { -0.0 } else { (r % 3) as f64 - 1.0 },
+            |r, _| (r % 22_000_000_000_000) as f64 - 11_000_000_000_000.0,
+        ];
+        for kind in kinds {
+            let values: Vec<f64> = (0..400).map(|i| kind(next(), i)).collect();
+            let s = series(1_000, &values);
+            assert!(exact_integer_sums(&s));
+            // Forward-sliding windows of varying length, then repeated and backward ones.
+            let mut windows = Vec::new();
+            let (mut lo, mut hi) = (0usize, 1usize);
+            while hi <= s.len() {
+                windows.push((lo, hi));
+                hi += 1 + (next() % 3) as usize;
+                lo = (lo + (next() % 3) as usize).min(hi.saturating_sub(1));
+            }
+            windows.extend([(5, 9), (5, 9), (2, 30), (0, 1)]);
+            let mut got = Vec::new();
+            avg_over_time_many(&s, &windows, &mut got);
+            assert_eq!(got.len(), windows.len());
+            for (&(lo, hi), g) in windows.iter().zip(&got) {
+                let want = avg_over_time(&s[lo..hi]).unwrap_or(f64::NAN);
+                assert_eq!(g.to_bits(), want.to_bits(), "window {lo}..{hi}: {g} vs {want}");
+            }
+        }
+        // A fraction or a value past the bound keeps the summing path.
+        assert!(!exact_integer_sums(&series(1_000, &[1.0, 2.5])));
+        assert!(!exact_integer_sums(&series(1_000, &[1.0, 9.1e15])));
+        assert!(!exact_integer_sums(&series(1_000, &[1.0, INF])));
+        assert!(!exact_integer_sums(&series(1_000, &[1.0, NAN])));
     }
 
     #[test]
