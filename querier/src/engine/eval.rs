@@ -18,6 +18,7 @@ mod output;
 pub(crate) mod parallel;
 mod pushdown;
 mod selector;
+mod step_cells;
 mod subquery;
 
 pub(crate) use extended::EXT_MARKER;

@@ -2,6 +2,7 @@
 //! per input series.
 
 use super::fused::FusedAgg;
+use super::step_cells::StepCells;
 use super::{Evaluator, Out, Ser, Val};
 use crate::engine::functions::aggregate::{kahan_add, quantile, MeanAccumulator, VarianceAccumulator};
 use crate::engine::EngineError;
@@ -115,7 +116,7 @@ impl GroupFold<'_> {
         if lo > hi {
             return (first, false, Vec::new());
         }
-        let mut cells: Vec<Option<Acc>> = (lo..=hi).map(|_| None).collect();
+        let mut cells = StepCells::new(self.op, hi - lo + 1);
         let mut drop = false;
         for &si in ms {
             let s = &self.input[si];
@@ -128,18 +129,10 @@ impl GroupFold<'_> {
                 while self.start + k as i64 * self.interval < p.t {
                     k += 1;
                 }
-                match &mut cells[k - lo] {
-                    Some(acc) => acc.add(p.v),
-                    cell => *cell = Some(Acc::new(self.op, p.v)),
-                }
+                cells.add(k - lo, p.v);
             }
         }
-        let mut points = Vec::with_capacity(cells.len());
-        for (i, cell) in cells.iter().enumerate() {
-            if let Some(acc) = cell {
-                points.push(Sample { t: self.start + (lo + i) as i64 * self.interval, v: acc.value() });
-            }
-        }
+        let points = cells.points(self.start + lo as i64 * self.interval, self.interval);
         (first, drop, points)
     }
 }

@@ -19,10 +19,9 @@ use promql_parser::parser::token::*;
 use promql_parser::parser::{AggregateExpr, Call, Expr, MatrixSelector};
 use std::collections::HashMap;
 
-mod cells;
 mod pair;
 
-use cells::StepCells;
+use super::step_cells::StepCells;
 
 pub(crate) use pair::shares_read;
 

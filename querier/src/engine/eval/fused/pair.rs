@@ -11,7 +11,7 @@
 
 use super::super::selector::{decode_points, matcher_sets};
 use super::super::{Evaluator, Val};
-use super::cells::StepCells;
+use crate::engine::eval::step_cells::StepCells;
 use super::{fusable_shape, group_members, sweep_work, too_few_groups, unwrap_parens, Folded, GroupSweep};
 use crate::engine::eval::call_range::{resolve_kernel, KernelArgs, WindowSweep};
 use crate::engine::functions::range as k;

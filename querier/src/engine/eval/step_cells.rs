@@ -1,38 +1,42 @@
-//! A group's per-step accumulators in a fused aggregation. `sum` and
-//! `count` (the dashboard aggregations, and the two halves of a pushed-down
-//! `avg`) keep plain arrays: a window value is then one compensated add or
-//! one increment, with no per-cell enum to inspect and three times less
-//! memory to walk. The others keep one [`Acc`] per step. Every form computes
-//! exactly what [`Acc`] computes for its operator, in the same order.
+//! A group's per-step accumulators in an aggregation. `sum` and `count`
+//! (the dashboard aggregations, and the two halves of a pushed-down `avg`)
+//! keep plain arrays: a value is then one compensated add or one increment,
+//! with no per-cell enum to inspect and three times less memory to walk;
+//! `avg` keeps one mean accumulator per step. The others keep one [`Acc`]
+//! per step. Every form computes exactly what [`Acc`] computes for its
+//! operator, in the same order.
 
-use crate::engine::eval::aggregate::Acc;
-use crate::engine::functions::aggregate::kahan_add;
+use super::aggregate::Acc;
+use crate::engine::functions::aggregate::{kahan_add, MeanAccumulator};
 use aion_model::Sample;
-use promql_parser::parser::token::{TokenId, T_COUNT, T_SUM};
+use promql_parser::parser::token::{TokenId, T_AVG, T_COUNT, T_SUM};
 
 /// Per-step accumulators of one group.
-pub(super) enum StepCells {
+pub(crate) enum StepCells {
     /// `sum`: Kahan–Neumaier sum and compensation, and whether any value came.
     Sum { sum: Vec<f64>, c: Vec<f64>, seen: Vec<bool> },
     /// `count`: values seen (0 = none).
     Count(Vec<f64>),
+    /// `avg`: one running mean per step (count 0 = none).
+    Mean(Vec<MeanAccumulator>),
     /// Any other operator.
     Any { op: TokenId, cells: Vec<Option<Acc>> },
 }
 
 impl StepCells {
     /// Empty accumulators of `op` for `steps` steps.
-    pub(super) fn new(op: TokenId, steps: usize) -> Self {
+    pub(crate) fn new(op: TokenId, steps: usize) -> Self {
         match op {
             T_SUM => StepCells::Sum { sum: vec![0.0; steps], c: vec![0.0; steps], seen: vec![false; steps] },
             T_COUNT => StepCells::Count(vec![0.0; steps]),
+            T_AVG => StepCells::Mean(vec![MeanAccumulator::new(); steps]),
             _ => StepCells::Any { op, cells: (0..steps).map(|_| None).collect() },
         }
     }
 
     /// Adds `v` at step `i`.
     #[inline(always)]
-    pub(super) fn add(&mut self, i: usize, v: f64) {
+    pub(crate) fn add(&mut self, i: usize, v: f64) {
         match self {
             StepCells::Sum { sum, c, seen } => {
                 if let (Some(s), Some(k), Some(seen)) = (sum.get_mut(i), c.get_mut(i), seen.get_mut(i)) {
@@ -45,6 +49,11 @@ impl StepCells {
                     *n += 1.0;
                 }
             }
+            StepCells::Mean(m) => {
+                if let Some(m) = m.get_mut(i) {
+                    m.add(v);
+                }
+            }
             StepCells::Any { op, cells } => match cells.get_mut(i) {
                 Some(Some(acc)) => acc.add(v),
                 Some(cell) => *cell = Some(Acc::new(*op, v)),
@@ -54,7 +63,7 @@ impl StepCells {
     }
 
     /// The steps with a value, as points at `start + i * interval`.
-    pub(super) fn points(&self, start: i64, interval: i64) -> Vec<Sample> {
+    pub(crate) fn points(&self, start: i64, interval: i64) -> Vec<Sample> {
         let at = |i: usize| start + i as i64 * interval;
         match self {
             StepCells::Sum { sum, c, seen } => (0..seen.len())
@@ -63,6 +72,13 @@ impl StepCells {
                 .map(|i| Sample { t: at(i), v: if sum[i].is_infinite() { sum[i] } else { sum[i] + c[i] } })
                 .collect(),
             StepCells::Count(n) => n.iter().enumerate().filter(|(_, n)| **n > 0.0).map(|(i, &n)| Sample { t: at(i), v: n }).collect(),
+            // As `Acc::Mean`'s value: a mean of nothing is NaN (never reached here).
+            StepCells::Mean(m) => m
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.count() > 0.0)
+                .map(|(i, m)| Sample { t: at(i), v: m.value().unwrap_or(f64::NAN) })
+                .collect(),
             StepCells::Any { cells, .. } => cells
                 .iter()
                 .enumerate()
@@ -75,7 +91,7 @@ impl StepCells {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use promql_parser::parser::token::{T_AVG, T_MAX};
+    use promql_parser::parser::token::T_MAX;
 
     /// Each form gives, step by step, what one `Acc` per step gives.
     #[test]
