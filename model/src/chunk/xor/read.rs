@@ -197,8 +197,17 @@ pub fn decode_chunks_range_into<'c>(
         /// The second chunk's samples of a pair, kept between calls.
         static SCRATCH: RefCell<Vec<Sample>> = const { RefCell::new(Vec::new()) };
     }
+    /// Largest scratch buffer kept for the next call, in samples (a chunk
+    /// holds 120 by default; an unusually long one is not held on to).
+    const KEEP_SAMPLES: usize = 64 * 1024;
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-        Ok(mut scratch) => decode_pairs(chunks, start, end, out, &mut scratch),
+        Ok(mut scratch) => {
+            let r = decode_pairs(chunks, start, end, out, &mut scratch);
+            if scratch.capacity() > KEEP_SAMPLES {
+                *scratch = Vec::new();
+            }
+            r
+        }
         // Only a re-entrant call (none today) finds it taken.
         Err(_) => decode_pairs(chunks, start, end, out, &mut Vec::new()),
     })

@@ -10,6 +10,7 @@
 use super::aggregate::group_key;
 use super::call_range::{is_range_function, resolve_kernel, KernelArgs, WindowSweep};
 use super::selector::{decode_points, ext_mode, RangeInput};
+use super::step_cells::StepCells;
 use super::{Evaluator, Ser, Val};
 use crate::engine::functions::range as k;
 use crate::engine::EngineError;
@@ -20,8 +21,6 @@ use promql_parser::parser::{AggregateExpr, Call, Expr, MatrixSelector};
 use std::collections::HashMap;
 
 mod pair;
-
-use super::step_cells::StepCells;
 
 pub(crate) use pair::shares_read;
 

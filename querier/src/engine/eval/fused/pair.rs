@@ -10,8 +10,8 @@
 //! results are bit-identical.
 
 use super::super::selector::{decode_points, matcher_sets};
+use super::super::step_cells::StepCells;
 use super::super::{Evaluator, Val};
-use crate::engine::eval::step_cells::StepCells;
 use super::{fusable_shape, group_members, sweep_work, too_few_groups, unwrap_parens, Folded, GroupSweep};
 use crate::engine::eval::call_range::{resolve_kernel, KernelArgs, WindowSweep};
 use crate::engine::functions::range as k;
