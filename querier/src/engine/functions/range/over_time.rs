@@ -262,19 +262,23 @@ mod tests {
     const NAN: f64 = f64::NAN;
     const INF: f64 = f64::INFINITY;
 
+    /// A deterministic pseudo-random sequence (xorshift64).
+    fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
     fn same(a: Option<f64>, b: f64) -> bool {
         matches!(a, Some(a) if (a.is_nan() && b.is_nan()) || a == b || ((a - b) / b).abs() < 1e-9)
     }
 
     #[test]
     fn integer_series_slide_to_the_same_bits_as_one_window_at_a_time() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
         // Counters, gauges crossing zero, -0, and values near the bound
         // (2^53 / 400 ≈ 2.25e13) that make rounding likely were it not exact.
         let kinds: [fn(u64, usize) -> f64; 4] = [
@@ -315,13 +319,7 @@ mod tests {
     fn avg_over_time_many_is_bit_identical_to_one_window_at_a_time() {
         // Values with cancellation, huge magnitudes (overflow to the slow
         // path), infinities and NaN; windows of every length, overlapping.
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
         let values: Vec<f64> = (0..500)
             .map(|i| match next() % 23 {
                 0 => 1.7e308,
