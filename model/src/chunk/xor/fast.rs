@@ -22,41 +22,40 @@ use crate::sample::Sample;
 /// the value; a 79-bit new window ends sooner), and a few spare.
 const GUARD: usize = 32;
 
-/// Per number of leading ones of a delta-of-delta code (0..=9), 6 bits each:
-/// bits of sign and magnitude after the terminating zero. Packed into one
-/// word because a shift is quicker than a table load, and the next sample's
-/// position waits on these.
-const DOD_PAYLOAD: u64 = pack_dod_table(0);
-/// Per number of leading ones, packed likewise: magnitude bits.
-const DOD_MAG_BITS: u64 = pack_dod_table(1);
-/// Per number of leading ones, packed likewise: bits the whole code takes.
-const DOD_USED: u64 = pack_dod_table(2);
+/// Per number of leading ones of a delta-of-delta code (0..=9): bits of sign
+/// and magnitude after the terminating zero.
+const DOD_PAYLOAD: [u32; 10] = dod_table(DodField::Payload);
+/// Per number of leading ones: magnitude bits.
+const DOD_MAG_BITS: [u32; 10] = dod_table(DodField::MagBits);
+/// Per number of leading ones: bits the whole code takes.
+const DOD_USED: [u32; 10] = dod_table(DodField::Used);
 /// Per number of leading ones: smallest magnitude of the bucket.
 const DOD_MAG_OFFSET: [u64; 10] = dod_offsets();
 
-const fn pack_dod_table(what: u32) -> u64 {
-    let mut out = 0u64;
+/// Which per-bucket number [`dod_table`] lists.
+#[derive(Clone, Copy)]
+enum DodField {
+    Payload,
+    MagBits,
+    Used,
+}
+
+const fn dod_table(what: DodField) -> [u32; 10] {
+    let mut out = [0u32; 10];
     let mut ones = 0;
     while ones < 10 {
         let mag = if ones == 0 { 0 } else { DOD_BITS[ones - 1] };
         let payload = if ones == 0 { 0 } else { mag + 1 };
-        let v = match what {
-            0 => payload,
-            1 => mag,
-            _ if ones == 0 => 1,
-            _ => ones as u32 + 1 + payload,
+        out[ones] = match what {
+            DodField::Payload => payload,
+            DodField::MagBits => mag,
+            // A zero delta of delta is the single bit `0`.
+            DodField::Used if ones == 0 => 1,
+            DodField::Used => ones as u32 + 1 + payload,
         };
-        assert!(v < 64, "field does not fit 6 bits");
-        out |= (v as u64) << (6 * ones);
         ones += 1;
     }
     out
-}
-
-/// Field `ones` of a table packed by [`pack_dod_table`].
-#[inline(always)]
-fn field(table: u64, ones: u32) -> u32 {
-    ((table >> (6 * ones)) & 63) as u32
 }
 
 const fn dod_offsets() -> [u64; 10] {
@@ -133,15 +132,15 @@ fn sample(buf: &[u8], pos: &mut usize, st: &mut XorState) -> Result<()> {
     }
     let k = ones as usize;
     // Sign and magnitude right after the zero; nothing at all for ones == 0.
-    let raw = ((w << (ones + 1)) >> 1) >> (63 - field(DOD_PAYLOAD, ones));
-    let bits = field(DOD_MAG_BITS, ones);
+    let raw = ((w << (ones + 1)) >> 1) >> (63 - DOD_PAYLOAD[k]);
+    let bits = DOD_MAG_BITS[k];
     let mag = (raw & ((1u64 << bits) - 1)) + DOD_MAG_OFFSET[k];
     let neg = (raw >> bits) & 1;
     let dod = ((mag ^ neg.wrapping_neg()).wrapping_add(neg)) as i64;
     st.delta = st.delta.wrapping_add(dod);
     st.t = st.t.wrapping_add(st.delta);
     // At most 45 bits used of at least 121: the next 64 are all real.
-    let used = field(DOD_USED, ones);
+    let used = DOD_USED[k];
     *pos += used as usize;
     value(((x << used) >> 64) as u64, buf, pos, st)
 }
