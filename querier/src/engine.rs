@@ -280,9 +280,11 @@ mod tests {
     }
 
     #[test]
-    fn preferring_fused_folds_gives_the_same_bits() {
-        // 3 groups, ~72k samples: without the preference the series are
-        // swept in parallel and grouped after; with it, folded per group.
+    fn few_groups_give_what_folding_group_by_group_gives() {
+        // 3 groups, ~72k samples: without the preference `avg` sweeps the
+        // series in parallel and groups them after, and the other operators
+        // fold runs of each group's members in parallel and merge the runs;
+        // with it, each group is folded member by member on one thread.
         let s = MemStore::new();
         let series = (0..30)
             .map(|i| {
@@ -300,15 +302,29 @@ mod tests {
             .collect();
         s.append(WriteBatch { tenant: TenantId::anonymous(), series }).unwrap();
         let t = TenantId::anonymous();
-        let q = "sum by (g) (rate(x_total[5m]))";
-        let run = |prefer_fused: bool| {
+        let run = |q: &str, prefer_fused: bool| {
             let e = Engine::new(EngineOptions { prefer_fused, ..EngineOptions::default() });
             let Value::Matrix(m) = e.range_query(&s, &t, q, 0, 36_000_000, 60_000).unwrap().value else { panic!("not a matrix") };
-            m.into_iter().map(|s| (s.labels, s.samples.iter().map(|p| (p.t, p.v.to_bits())).collect::<Vec<_>>())).collect::<Vec<_>>()
+            m.into_iter().map(|s| (s.labels, s.samples)).collect::<Vec<_>>()
         };
-        let (plain, fused) = (run(false), run(true));
-        assert_eq!(plain.len(), 3);
-        assert_eq!(plain, fused);
+        for op in ["avg", "count", "min", "max", "group", "sum"] {
+            let q = format!("{op} by (g) (rate(x_total[5m]))");
+            let (plain, fused) = (run(&q, false), run(&q, true));
+            assert_eq!(plain.len(), 3, "{q}");
+            for ((l1, p1), (l2, p2)) in plain.iter().zip(&fused) {
+                assert_eq!(l1, l2, "{q}: groups in the same order");
+                assert_eq!(p1.len(), p2.len(), "{q}");
+                for (a, b) in p1.iter().zip(p2) {
+                    assert_eq!(a.t, b.t, "{q}");
+                    if op == "sum" {
+                        // A compensated sum of compensated run sums: at most the last bit.
+                        assert!((a.v - b.v).abs() <= a.v.abs() * 4.0 * f64::EPSILON, "{q}: {a:?} vs {b:?}");
+                    } else {
+                        assert_eq!(a.v.to_bits(), b.v.to_bits(), "{q}: {a:?} vs {b:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! materialised. Groups are folded in parallel; within a group, members are
 //! added in input order, so every step sums in the same order as the
 //! unfused evaluation and results are bit-identical.
+//!
+//! Too few groups to keep every core busy (`sum by (region)` into 3): for
+//! `sum`, `count`, `min`, `max` and `group` each group's members are cut
+//! into runs folded in parallel and merged in order (exact but for a sum's
+//! last bit, like a sum pushed down over shards); the others sweep the
+//! series in parallel and aggregate after, unfused.
 
 use super::aggregate::group_key;
 use super::call_range::{is_range_function, resolve_kernel, KernelArgs, WindowSweep};
@@ -52,6 +58,13 @@ struct Folded {
     present: Vec<usize>,
 }
 
+impl Folded {
+    /// A group with no member folded.
+    fn empty() -> Self {
+        Folded { first: (usize::MAX, usize::MAX), drop_name: false, points: Vec::new(), decoded: 0, present: Vec::new() }
+    }
+}
+
 /// Sweeps and folds one group at a time.
 struct GroupSweep<'a> {
     op: TokenId,
@@ -68,8 +81,20 @@ impl GroupSweep<'_> {
         M: Fn(&[Sample]) -> K,
         K: FnMut(&[Sample], &KernelArgs) -> Result<Option<f64>, EngineError>,
     {
+        let (cells, mut out) = self.fold(buf, members, make)?;
+        out.points = cells.points(self.sweep.start, self.sweep.interval);
+        Ok(out)
+    }
+
+    /// Folds `members` (one group's, or a contiguous run of them) into
+    /// per-step accumulators; the [`Folded`] has no points yet.
+    fn fold<K, M>(&self, buf: &mut Vec<Sample>, members: &[usize], make: &M) -> Result<(StepCells, Folded), EngineError>
+    where
+        M: Fn(&[Sample]) -> K,
+        K: FnMut(&[Sample], &KernelArgs) -> Result<Option<f64>, EngineError>,
+    {
         let mut cells = StepCells::new(self.op, self.sweep.steps);
-        let mut out = Folded { first: (usize::MAX, usize::MAX), drop_name: false, points: Vec::new(), decoded: 0, present: Vec::new() };
+        let mut out = Folded::empty();
         for &si in members {
             let pts: &[Sample] = match self.encoded.get(si).and_then(Option::as_ref) {
                 Some(c) => {
@@ -89,8 +114,7 @@ impl GroupSweep<'_> {
                 out.present.push(si);
             }
         }
-        out.points = cells.points(self.sweep.start, self.sweep.interval);
-        Ok(out)
+        Ok((cells, out))
     }
 
     /// Every group (in parallel when `work` is large), in group order.
@@ -101,6 +125,70 @@ impl GroupSweep<'_> {
     {
         super::parallel::par_map_with(members, work, Vec::new, |buf, ms| self.group(buf, &ms, &make))
     }
+
+    /// [`GroupSweep::all`] for groups too few to keep every core busy:
+    /// each group's members are cut into contiguous runs, the runs of all
+    /// groups are folded in parallel, and each group's runs are then merged
+    /// in member order ([`StepCells::merge`]). Only for operators whose
+    /// partial results merge ([`splits`]).
+    fn all_split<K, M>(&self, members: Vec<Vec<usize>>, work: usize, make: M) -> Vec<Result<Folded, EngineError>>
+    where
+        M: Fn(&[Sample]) -> K + Sync,
+        K: FnMut(&[Sample], &KernelArgs) -> Result<Option<f64>, EngineError>,
+    {
+        let groups = members.len();
+        let runs = member_runs(members, SPLIT_RUNS_PER_CORE * super::parallel::cores());
+        let folded = super::parallel::par_map_with(runs, work, Vec::new, |buf, (gi, ms)| (gi, self.fold(buf, &ms, &make)));
+        let mut merged: Vec<Option<Result<(StepCells, Folded), EngineError>>> = (0..groups).map(|_| None).collect();
+        for (gi, run) in folded {
+            let Some(slot) = merged.get_mut(gi) else { continue };
+            *slot = Some(match (slot.take(), run) {
+                (None, run) => run,
+                (Some(Err(e)), _) | (Some(Ok(_)), Err(e)) => Err(e),
+                (Some(Ok((mut cells, mut f))), Ok((more, g))) => {
+                    cells.merge(more);
+                    f.first = f.first.min(g.first);
+                    f.drop_name |= g.drop_name;
+                    f.decoded += g.decoded;
+                    f.present.extend(g.present);
+                    Ok((cells, f))
+                }
+            });
+        }
+        let (start, interval) = (self.sweep.start, self.sweep.interval);
+        merged
+            .into_iter()
+            .map(|m| {
+                let (cells, mut f) = m.unwrap_or_else(|| Ok((StepCells::new(self.op, 0), Folded::empty())))?;
+                f.points = cells.points(start, interval);
+                Ok(f)
+            })
+            .collect()
+    }
+}
+
+/// Runs of members folded per core when groups are split ([`GroupSweep::all_split`]).
+const SPLIT_RUNS_PER_CORE: usize = 8;
+
+/// True when `op`'s per-step results of runs of members merge into the
+/// result of all of them: exactly for `count`, `min`, `max` and `group`;
+/// `sum` as a compensated sum of the runs' compensated sums (the same to
+/// within rounding of the last bit, as a pushed-down sum over shards).
+fn splits(op: TokenId) -> bool {
+    matches!(op, T_SUM | T_COUNT | T_MIN | T_MAX | T_GROUP)
+}
+
+/// Each group's members (ascending) cut into contiguous runs of about the
+/// same length, about `runs` of them in all: (group index, run), in group
+/// then member order.
+fn member_runs(members: Vec<Vec<usize>>, runs: usize) -> Vec<(usize, Vec<usize>)> {
+    let total: usize = members.iter().map(Vec::len).sum();
+    let len = total.div_ceil(runs.max(1)).max(1);
+    let mut out = Vec::new();
+    for (gi, ms) in members.into_iter().enumerate() {
+        out.extend(ms.chunks(len).map(|run| (gi, run.to_vec())));
+    }
+    out
 }
 
 /// What [`Evaluator::fused_range_agg`] did.
@@ -139,8 +227,9 @@ fn sweep_work(input: &RangeInput, steps: usize) -> usize {
 }
 
 /// True when `groups` are too few to fold in parallel for this much work
-/// (sweeping series in parallel is then faster, unless the query prefers
-/// fused folding: see `EngineOptions::prefer_fused`).
+/// (runs of members are then folded in parallel, or series swept in
+/// parallel, unless the query prefers folding group by group: see
+/// `EngineOptions::prefer_fused`).
 fn too_few_groups(prefer_fused: bool, groups: usize, work: usize) -> bool {
     !prefer_fused && groups < 4 * super::parallel::cores() && work >= super::parallel::MIN_PARALLEL_WORK
 }
@@ -156,7 +245,8 @@ impl Evaluator<'_> {
         let (groups, members) = group_members(&input.series, a);
         let steps = self.steps();
         let work = sweep_work(&input, steps);
-        if too_few_groups(self.shared.prefer_fused, groups.len(), work) {
+        let split = too_few_groups(self.shared.prefer_fused, groups.len(), work);
+        if split && !splits(op) {
             return Ok(FusedAgg::Inner(self.sweep_range_call(c, &[], input)?));
         }
         let encoded = std::mem::take(&mut input.encoded);
@@ -179,14 +269,23 @@ impl Evaluator<'_> {
         let folded = match name {
             "rate" | "increase" | "delta" => {
                 let (is_counter, is_rate) = (name != "delta", name == "rate");
-                gs.all(members, work, |pts| {
+                let make = |pts: &[Sample]| {
                     let mut r = k::RateSweep::new(pts, is_counter, is_rate);
                     move |w: &[Sample], a: &KernelArgs| Ok(r.window(w, a.range_start, a.range_end))
-                })
+                };
+                if split {
+                    gs.all_split(members, work, make)
+                } else {
+                    gs.all(members, work, make)
+                }
             }
             _ => {
                 let kernel = resolve_kernel(name)?;
-                gs.all(members, work, |_| kernel)
+                if split {
+                    gs.all_split(members, work, |_| kernel)
+                } else {
+                    gs.all(members, work, |_| kernel)
+                }
             }
         };
         self.finish_fused(name, c, &series, groups, folded).map(FusedAgg::Done)
