@@ -28,8 +28,10 @@ pub struct EngineOptions {
     pub max_samples: usize,
     /// Fold an aggregation over a range function group by group on one
     /// thread even when there are too few groups to use every core (which
-    /// would otherwise sweep series in parallel, at more CPU in all). For
-    /// pushed-down partials: the nodes of a query already run in parallel.
+    /// would otherwise fold runs of each group's members in parallel, or,
+    /// for `avg`/`stddev`/`stdvar`, sweep series in parallel at more CPU in
+    /// all). For pushed-down partials: the nodes of a query already run in
+    /// parallel.
     pub prefer_fused: bool,
 }
 
