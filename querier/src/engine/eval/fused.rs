@@ -126,6 +126,19 @@ impl GroupSweep<'_> {
         super::parallel::par_map_with(members, work, Vec::new, |buf, ms| self.group(buf, &ms, &make))
     }
 
+    /// [`GroupSweep::all_split`] when `split`, else [`GroupSweep::all`].
+    fn fold_groups<K, M>(&self, split: bool, members: Vec<Vec<usize>>, work: usize, make: M) -> Vec<Result<Folded, EngineError>>
+    where
+        M: Fn(&[Sample]) -> K + Sync,
+        K: FnMut(&[Sample], &KernelArgs) -> Result<Option<f64>, EngineError>,
+    {
+        if split {
+            self.all_split(members, work, make)
+        } else {
+            self.all(members, work, make)
+        }
+    }
+
     /// [`GroupSweep::all`] for groups too few to keep every core busy:
     /// each group's members are cut into contiguous runs, the runs of all
     /// groups are folded in parallel, and each group's runs are then merged
@@ -269,23 +282,14 @@ impl Evaluator<'_> {
         let folded = match name {
             "rate" | "increase" | "delta" => {
                 let (is_counter, is_rate) = (name != "delta", name == "rate");
-                let make = |pts: &[Sample]| {
+                gs.fold_groups(split, members, work, |pts| {
                     let mut r = k::RateSweep::new(pts, is_counter, is_rate);
                     move |w: &[Sample], a: &KernelArgs| Ok(r.window(w, a.range_start, a.range_end))
-                };
-                if split {
-                    gs.all_split(members, work, make)
-                } else {
-                    gs.all(members, work, make)
-                }
+                })
             }
             _ => {
                 let kernel = resolve_kernel(name)?;
-                if split {
-                    gs.all_split(members, work, |_| kernel)
-                } else {
-                    gs.all(members, work, |_| kernel)
-                }
+                gs.fold_groups(split, members, work, |_| kernel)
             }
         };
         self.finish_fused(name, c, &series, groups, folded).map(FusedAgg::Done)
